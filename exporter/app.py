@@ -1,0 +1,234 @@
+"""The web application: routes, response headers, per-state render caches and lifecycle."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.resources import files
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from exporter import __version__
+from exporter.config import Config
+from exporter.hub import Hub, ServerState
+from exporter.views.metrics import render_metrics
+from exporter.views.pages import STYLESHEET_PATH, render_landing, render_sessions_page
+from exporter.views.selfmetrics import ExporterCollector
+from exporter.views.sessions import render_sessions_json
+
+log = logging.getLogger("openvpn_exporter")
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+# Pages carry no script at all; the stylesheet is the exporter's own.
+PAGE_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+RESERVED_PATHS = frozenset(
+    {
+        "/",
+        "/prom",
+        "/static",
+        "/sessions",
+        "/sessions_local",
+        "/-/healthy",
+        "/-/ready",
+        "/-/reload",
+        STYLESHEET_PATH,
+    }
+)
+GZIP_MIN_BYTES = 1024
+
+
+@dataclass
+class _Entry:
+    key: object
+    body: bytes
+    gzipped: bytes | None = None
+
+
+@dataclass
+class ViewCache:
+    """One rendering per distinct state: scrapes of an unchanged source cost a stat and a send."""
+
+    render: Callable[[ServerState], bytes]
+    _entry: _Entry | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, state: ServerState, want_gzip: bool) -> tuple[bytes, bool]:
+        with self._lock:
+            entry = self._entry
+            if entry is None or entry.key != state.key:
+                entry = self._entry = _Entry(state.key, self.render(state))
+            if not want_gzip or len(entry.body) < GZIP_MIN_BYTES:
+                return entry.body, False
+            if entry.gzipped is None:
+                # Level 1: most of the size win for a fraction of level 6's CPU on 10 MB of text.
+                entry.gzipped = gzip.compress(entry.body, compresslevel=1, mtime=0)
+            return entry.gzipped, True
+
+
+class SecurityHeaders:
+    """nosniff on every response, whatever route (404s included) produced it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class ExporterApp:
+    def __init__(self, config: Config, telemetry_path: str = "/metrics") -> None:
+        self.telemetry_path = telemetry_path
+        self.ready = False
+        self._config_lock = threading.Lock()
+        self.registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.scrape_seconds = Histogram(
+            "openvpn_exporter_scrape_duration_seconds",
+            "Time to answer a request for OpenVPN data, by path",
+            ["path"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.requests = Counter(
+            "openvpn_exporter_http_requests", "HTTP requests answered, by path and status code",
+            ["path", "code"], registry=self.registry,
+        )  # fmt: skip
+        self.apply_config(config)
+        self.registry.register(ExporterCollector(lambda: self.hub.latest, __version__))
+
+    def apply_config(self, config: Config) -> None:
+        """Swap in a new configuration: new sources, fresh caches. Requests in flight finish on the old."""
+        hub = Hub(config)
+        caches = {
+            "metrics": ViewCache(lambda s: render_metrics(s, config.metrics).encode()),
+            "sessions": ViewCache(render_sessions_json),
+            "static": ViewCache(lambda s: render_sessions_page(s).encode()),
+        }
+        with self._config_lock:
+            old = getattr(self, "hub", None)
+            self.config, self.hub, self._caches = config, hub, caches
+        if old is not None:
+            old.close()
+
+    def _rendered(self, view: str, want_gzip: bool) -> tuple[bytes, bool]:
+        hub, cache = self.hub, self._caches[view]
+        return cache.get(hub.refresh(), want_gzip)
+
+    async def _view(self, request: Request, view: str, media_type: str, headers: dict[str, str]) -> Response:
+        started = time.perf_counter()
+        want_gzip = "gzip" in request.headers.get("accept-encoding", "")
+        body, gzipped = await run_in_threadpool(self._rendered, view, want_gzip)
+        if gzipped:
+            headers = {**headers, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+        self.scrape_seconds.labels(request.url.path).observe(time.perf_counter() - started)
+        self.requests.labels(request.url.path, "200").inc()
+        return Response(body, media_type=media_type, headers=headers)
+
+    async def metrics(self, request: Request) -> Response:
+        return await self._view(request, "metrics", PROMETHEUS_TEXT, {})
+
+    async def prom(self, request: Request) -> Response:
+        started = time.perf_counter()
+        openvpn, _ = await run_in_threadpool(self._rendered, "metrics", False)
+        body = generate_latest(self.registry) + openvpn
+        self.scrape_seconds.labels("/prom").observe(time.perf_counter() - started)
+        self.requests.labels("/prom", "200").inc()
+        return Response(body, media_type=PROMETHEUS_TEXT)
+
+    async def sessions(self, request: Request) -> Response:
+        return await self._view(request, "sessions", "application/json", {"Cache-Control": "no-store"})
+
+    async def static(self, request: Request) -> Response:
+        headers = {
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": PAGE_CSP,
+            "Referrer-Policy": "no-referrer",
+        }
+        return await self._view(request, "static", "text/html; charset=utf-8", headers)
+
+    async def landing(self, request: Request) -> Response:
+        body = render_landing(__version__, self.telemetry_path)
+        return Response(
+            body,
+            media_type="text/html; charset=utf-8",
+            headers={"Content-Security-Policy": PAGE_CSP, "Referrer-Policy": "no-referrer"},
+        )
+
+    async def stylesheet(self, request: Request) -> Response:
+        return Response(_STYLESHEET, media_type="text/css; charset=utf-8", headers={"Cache-Control": "max-age=3600"})
+
+    async def healthy(self, request: Request) -> Response:
+        return PlainTextResponse("OK")
+
+    async def readiness(self, request: Request) -> Response:
+        if not self.ready:
+            return PlainTextResponse("starting", status_code=503)
+        return PlainTextResponse("OK")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        # A first refresh at start logs unreadable sources at once and warms the caches.
+        await run_in_threadpool(self.hub.refresh)
+        self.ready = True
+        try:
+            yield
+        finally:
+            self.ready = False
+            self.hub.close()
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/", self.landing),
+            Route(self.telemetry_path, self.metrics),
+            Route("/prom", self.prom),
+            Route("/static", self.static),
+            Route("/sessions", self.sessions),
+            Route("/sessions_local", self.sessions),
+            Route(STYLESHEET_PATH, self.stylesheet),
+            Route("/-/healthy", self.healthy),
+            Route("/-/ready", self.readiness),
+        ]
+
+    def asgi(self, middleware: Sequence[Middleware] = ()) -> Starlette:
+        return Starlette(
+            routes=self.routes(),
+            middleware=[Middleware(SecurityHeaders), *middleware],
+            lifespan=self.lifespan,
+        )
+
+
+_STYLESHEET = files("exporter").joinpath("assets/style.css").read_bytes()
+
+
+def create_app(config: Config, telemetry_path: str = "/metrics") -> Starlette:
+    return ExporterApp(config, telemetry_path).asgi()

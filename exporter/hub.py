@@ -1,0 +1,119 @@
+"""The hub: refreshes every configured source and hands the views one immutable ServerState."""
+
+from __future__ import annotations
+
+import glob
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from exporter.config import Config, SourceConfig
+from exporter.model import Session
+from exporter.sources.base import Reading, Source
+from exporter.sources.file import FileSource
+
+UNKNOWN_VERSION = "unknown"
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerState:
+    """What every view renders from. `key` is equal for two states that render identically."""
+
+    server_name: str
+    readings: tuple[Reading, ...]
+    up_flags: tuple[bool, ...]
+    taken_at: float
+    key: tuple[object, ...]
+
+    @property
+    def up(self) -> bool:
+        return any(self.up_flags)
+
+    def live_readings(self) -> Iterator[Reading]:
+        """Readings whose sessions count: read completely, reachable now, and fresh."""
+        for reading, up in zip(self.readings, self.up_flags, strict=True):
+            if up:
+                yield reading
+
+    def sessions(self) -> Iterator[tuple[Reading, Session]]:
+        for reading in self.live_readings():
+            assert reading.snapshot is not None
+            for session in reading.snapshot.sessions:
+                yield reading, session
+
+    def version(self) -> str:
+        """The OpenVPN version for probe_success: from a live source if one knows it."""
+        for reading in (*self.live_readings(), *self.readings):
+            if reading.snapshot is not None and reading.snapshot.version:
+                return reading.snapshot.version
+        return UNKNOWN_VERSION
+
+
+def build_state(server_name: str, readings: tuple[Reading, ...], now: float, stale_after: float) -> ServerState:
+    up_flags = tuple(r.is_up(now, stale_after) for r in readings)
+    key = (server_name, tuple((r.name, r.generation, up) for r, up in zip(readings, up_flags, strict=True)))
+    return ServerState(server_name, readings, up_flags, now, key)
+
+
+def make_source(config: Config, source: SourceConfig, target: str | None = None, name: str | None = None) -> Source:
+    if source.kind == "management":
+        from exporter.sources.management import ManagementSource
+
+        return ManagementSource(source.name, source.target, source.protocol, source.password_file, source.timeout)
+    return FileSource(name or source.name, target or source.target, source.protocol, config.max_file_bytes)
+
+
+class Hub:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._fixed: dict[str, Source] = {}
+        self._globbed: dict[str, Source] = {}
+        for source in config.sources:
+            if not _is_glob(source):
+                self._fixed[source.name] = make_source(config, source)
+        self._latest: ServerState | None = None
+
+    def refresh(self) -> ServerState:
+        """Refresh every source; callers get the same state object back while nothing changed."""
+        with self._lock:
+            readings: list[Reading] = []
+            for source_config in self.config.sources:
+                if _is_glob(source_config):
+                    readings.extend(s.refresh() for s in self._expand(source_config))
+                else:
+                    readings.append(self._fixed[source_config.name].refresh())
+            state = build_state(self.config.server_name, tuple(readings), self._clock(), self.config.stale_after)
+            if self._latest is not None and self._latest.key == state.key and self._latest.readings == state.readings:
+                return self._latest
+            self._latest = state
+            return state
+
+    @property
+    def latest(self) -> ServerState | None:
+        return self._latest
+
+    def close(self) -> None:
+        for source in (*self._fixed.values(), *self._globbed.values()):
+            source.close()
+
+    def _expand(self, source_config: SourceConfig) -> list[Source]:
+        """Each file a glob matches is a source of its own, named `<name>:<file name>`."""
+        sources = []
+        for path in sorted(glob.glob(source_config.target)):
+            name = f"{source_config.name}:{path.rsplit('/', 1)[-1]}"
+            if name not in self._globbed:
+                self._globbed[name] = make_source(self.config, source_config, target=path, name=name)
+            sources.append(self._globbed[name])
+        prefix = f"{source_config.name}:"
+        current = {s.name for s in sources}
+        for gone in [n for n in self._globbed if n.startswith(prefix) and n not in current]:
+            self._globbed.pop(gone).close()
+        return sources
+
+
+def _is_glob(source: SourceConfig) -> bool:
+    return source.kind == "file" and any(c in _GLOB_CHARS for c in source.target)

@@ -1,0 +1,1 @@
+"""Sources: where status text comes from (files, the management interface), each yielding readings."""

@@ -1,0 +1,58 @@
+"""What every source hands to the rest of the exporter: an immutable reading."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from exporter.model import Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """The state of one source after a refresh.
+
+    `snapshot` is the last complete parse, kept across torn or failed reads; `available` says whether
+    the source itself (file or socket) could be reached on this refresh. `generation` changes exactly
+    when `snapshot` does, so views can cache by it.
+    """
+
+    name: str
+    kind: str  # "file" or "management"
+    target: str
+    protocol: str
+    snapshot: Snapshot | None
+    last_update: float | None  # epoch seconds: the TIME line, else the file's mtime
+    available: bool
+    error: str  # "" when the last refresh went well
+    generation: int
+    read_errors: tuple[tuple[str, int], ...]  # cumulative counts by reason
+
+    def is_fresh(self, now: float, stale_after: float) -> bool:
+        if self.last_update is None:
+            return False
+        return stale_after <= 0 or now - self.last_update <= stale_after
+
+    def is_up(self, now: float, stale_after: float) -> bool:
+        return self.available and self.snapshot is not None and self.is_fresh(now, stale_after)
+
+
+class Source(Protocol):
+    name: str
+
+    def refresh(self) -> Reading: ...
+
+    def close(self) -> None: ...
+
+
+class ErrorCounter:
+    """Cumulative read errors by reason, for `openvpn_exporter_read_errors_total`."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def add(self, reason: str) -> None:
+        self._counts[reason] = self._counts.get(reason, 0) + 1
+
+    def items(self) -> tuple[tuple[str, int], ...]:
+        return tuple(sorted(self._counts.items()))
