@@ -1,0 +1,300 @@
+"""Render the chart and assert what matters: shared volume and paths, ports, security, checksum, schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chart_helpers import (
+    CHART,
+    SCENARIOS,
+    all_containers,
+    configured_status_paths,
+    container,
+    exporter_config,
+    flag,
+    objects,
+    one,
+    openvpn_containers,
+    pod_spec,
+    render,
+    render_error,
+    status_args,
+)
+
+EXPORTER_UID = 65532
+
+
+@pytest.fixture(params=SCENARIOS, ids=lambda p: p.name.removesuffix("-values.yaml"))
+def scenario(request: pytest.FixtureRequest) -> Path:
+    path: Path = request.param
+    return path
+
+
+def test_containers_share_the_volume_and_agree_on_status_paths(scenario: Path, helm_bin: str) -> None:
+    manifests = render(files=[scenario])
+    spec = pod_spec(manifests)
+    exporter = container(spec, "openvpn-exporter")
+    prepare = container(spec, "openvpn-exporter-prepare")
+    config = exporter_config(manifests, spec)
+
+    shared = {m["name"]: m["mountPath"] for m in exporter["volumeMounts"]}
+    [volume] = [v for v in spec["volumes"] if "emptyDir" in v and v["name"] in shared]
+    mount_path = shared[volume["name"]]
+    openvpns = openvpn_containers(spec)
+    assert openvpns
+    written: set[str] = set()
+    for openvpn in openvpns:
+        mounts = {m["name"]: m["mountPath"] for m in openvpn["volumeMounts"]}
+        assert mounts.get(volume["name"]) == mount_path, f"{openvpn['name']} does not share {volume['name']}"
+        args = openvpn["args"]
+        path, interval = status_args(openvpn)
+        assert path.startswith(mount_path.rstrip("/") + "/")
+        assert interval >= 1
+        assert args[args.index("--status-version") + 1] == "3"
+        proto = openvpn["name"].removeprefix("openvpn-")
+        assert args[args.index("--proto") + 1].startswith(proto)
+        written.add(path)
+        # The port OpenVPN listens on is the port the container declares.
+        [port] = openvpn["ports"]
+        assert args[args.index("--port") + 1] == str(port["containerPort"])
+        assert port["protocol"] == proto.upper()
+
+    assert {m["name"]: m["mountPath"] for m in prepare["volumeMounts"]}[volume["name"]] == mount_path
+    prepared = {a for a in prepare["args"] if a.startswith("/")}
+    assert prepared == written
+    assert prepare["args"][0] == "prepare"
+    assert flag(prepare["args"], "--mode") == "0644"
+
+    management = {s["management"] for s in config.get("sources", []) if "management" in s}
+    if management:
+        sockets = {o["args"][o["args"].index("--management") + 1] for o in openvpns}
+        assert management == sockets
+        assert all(s.startswith(mount_path) for s in sockets)
+    else:
+        assert configured_status_paths(config) == written
+
+
+def test_metrics_port_only_on_the_metrics_service(scenario: Path, helm_bin: str) -> None:
+    manifests = render(files=[scenario])
+    spec = pod_spec(manifests)
+    exporter = container(spec, "openvpn-exporter")
+    [metrics_port] = exporter["ports"]
+    assert metrics_port["name"] == "metrics"
+    listen = flag(exporter["args"], "--web.listen-address")
+    assert listen is not None
+    assert listen.rsplit(":", 1)[1] == str(metrics_port["containerPort"])
+
+    services = objects(manifests, "Service")
+    metrics = [s for s in services if s["metadata"]["labels"].get("app.kubernetes.io/component") == "metrics"]
+    vpn = [s for s in services if s["metadata"]["labels"].get("app.kubernetes.io/component") == "vpn"]
+    assert len(metrics) == 1
+    assert vpn
+    assert len(metrics) + len(vpn) == len(services)
+    assert metrics[0]["spec"]["type"] == "ClusterIP"
+    assert [p["targetPort"] for p in metrics[0]["spec"]["ports"]] == ["metrics"]
+
+    openvpn_ports = {p["name"] for c in openvpn_containers(spec) for p in c["ports"]}
+    for service in vpn:
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in openvpn_ports
+            assert port["targetPort"] != "metrics"
+            assert port["targetPort"] != metrics_port["containerPort"]
+    assert {p["targetPort"] for s in vpn for p in s["spec"]["ports"]} == openvpn_ports
+
+
+def test_vpn_service_type_and_protocols(helm_bin: str) -> None:
+    manifests = render({"openvpn": {"tcp": {"enabled": True, "port": 443}},
+                        "service": {"type": "LoadBalancer", "ports": {"tcp": 443}}})
+    [vpn] = [s for s in objects(manifests, "Service") if s["metadata"]["name"] == "vpn-openvpn-exporter"]
+    assert vpn["spec"]["type"] == "LoadBalancer"
+    assert {(p["protocol"], p["port"]) for p in vpn["spec"]["ports"]} == {("UDP", 1194), ("TCP", 443)}
+    per_protocol = render({"openvpn": {"tcp": {"enabled": True}}, "service": {"perProtocol": True}})
+    names = {s["metadata"]["name"] for s in objects(per_protocol, "Service")}
+    assert names == {"vpn-openvpn-exporter-udp", "vpn-openvpn-exporter-tcp", "vpn-openvpn-exporter-metrics"}
+    tcp_only = render({"openvpn": {"udp": {"enabled": False}, "tcp": {"enabled": True}}})
+    assert [c["name"] for c in openvpn_containers(pod_spec(tcp_only))] == ["openvpn-tcp"]
+    assert "enable at least one" in render_error({"openvpn": {"udp": {"enabled": False}}})
+
+
+def assert_hardened(security: dict[str, Any]) -> None:
+    assert security["runAsNonRoot"] is True
+    assert security["runAsUser"] == EXPORTER_UID
+    assert security["runAsGroup"] == EXPORTER_UID
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert "add" not in security["capabilities"]
+    assert security["seccompProfile"]["type"] == "RuntimeDefault"
+
+
+def test_security_context(helm_bin: str) -> None:
+    manifests = render()
+    spec = pod_spec(manifests)
+    assert spec["automountServiceAccountToken"] is False
+    assert one(manifests, "ServiceAccount")["automountServiceAccountToken"] is False
+    for name in ("openvpn-exporter", "openvpn-exporter-prepare"):
+        assert_hardened(container(spec, name)["securityContext"])
+    test_pod = one(manifests, "Pod")
+    assert_hardened(test_pod["spec"]["containers"][0]["securityContext"])
+    assert test_pod["spec"]["automountServiceAccountToken"] is False
+
+    exporter = container(spec, "openvpn-exporter")
+    assert exporter["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
+    assert exporter["readinessProbe"]["httpGet"]["path"] == "/-/ready"
+    assert exporter["resources"]["limits"]["memory"]
+    shared = next(m for m in exporter["volumeMounts"] if m["mountPath"] == "/run/openvpn")
+    assert shared["readOnly"] is True
+
+    # OpenVPN: root with NET_ADMIN and /dev/net/tun; it keeps CAP_DAC_OVERRIDE to write the status file
+    # the init container created (owned by 65532).
+    [openvpn] = openvpn_containers(spec)
+    capabilities = openvpn["securityContext"]["capabilities"]
+    assert "NET_ADMIN" in capabilities["add"]
+    assert not {"ALL", "DAC_OVERRIDE", "CAP_DAC_OVERRIDE"} & set(capabilities.get("drop", []))
+    assert any(m["mountPath"] == "/dev/net/tun" for m in openvpn["volumeMounts"])
+    tun = next(v for v in spec["volumes"] if v["name"] == "dev-net-tun")
+    assert tun["hostPath"] == {"path": "/dev/net/tun", "type": "CharDevice"}
+
+
+def test_openvpn_must_keep_dac_override(helm_bin: str) -> None:
+    for drop in (["ALL"], ["DAC_OVERRIDE"]):
+        message = render_error({"openvpn": {"securityContext": {"capabilities": {"add": ["NET_ADMIN"],
+                                                                                 "drop": drop}}}})
+        assert "DAC_OVERRIDE" in message
+
+
+def test_resources_and_probes_are_settable(helm_bin: str) -> None:
+    spec = pod_spec(render({"exporter": {"resources": {"limits": {"cpu": "200m"}},
+                                         "livenessProbe": {"enabled": False},
+                                         "readinessProbe": {"periodSeconds": 30}}}))
+    exporter = container(spec, "openvpn-exporter")
+    assert exporter["resources"]["limits"]["cpu"] == "200m"
+    assert "livenessProbe" not in exporter
+    assert exporter["readinessProbe"]["periodSeconds"] == 30
+
+
+def checksum(values: dict[str, Any] | None = None) -> str:
+    annotations = one(render(values), "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    value: str = annotations["checksum/config"]
+    return value
+
+
+def test_checksum_follows_the_config(helm_bin: str) -> None:
+    base = checksum()
+    assert len(base) == 64
+    assert checksum({"exporter": {"config": {"serverName": "vpn-eu-1"}}}) != base
+    assert checksum({"exporter": {"config": {"staleAfter": "5m"}}}) != base
+    assert checksum({"openvpn": {"tcp": {"enabled": True}}}) != base
+    # Values that do not change exporter.yaml do not roll the pod.
+    assert checksum({"exporter": {"resources": {"limits": {"memory": "1Gi"}}}}) == base
+    assert checksum({"replicaCount": 2}) == base
+
+
+def test_web_config_checksum_and_args(helm_bin: str) -> None:
+    users = {"prometheus": "$2b$10$TtGdhgY.6HKvVNsj977EV.AO17NoSb1m1cvoemuLfnpYM54k9KYsG"}
+    manifests = render({"exporter": {"webConfig": {"basicAuthUsers": users}}})
+    spec = pod_spec(manifests)
+    exporter = container(spec, "openvpn-exporter")
+    path = flag(exporter["args"], "--web.config.file")
+    assert path == "/etc/openvpn-exporter-web/web-config.yml"
+    secret = one(manifests, "Secret")
+    assert "basic_auth_users" in secret["stringData"]["web-config.yml"]
+    annotations = one(manifests, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert "checksum/web-config" in annotations
+    # TLS switches probes and the ServiceMonitor to https.
+    tls = render({"exporter": {"webConfig": {"tls": {"enabled": True, "secretName": "exporter-tls"}}},
+                  "serviceMonitor": {"enabled": True}})
+    exporter = container(pod_spec(tls), "openvpn-exporter")
+    assert exporter["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert one(tls, "ServiceMonitor")["spec"]["endpoints"][0]["scheme"] == "https"
+    assert "enabled needs exporter.webConfig.tls.secretName" in render_error(
+        {"exporter": {"webConfig": {"tls": {"enabled": True}}}})
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"exporter": {"imag": {"tag": "x"}}}, "imag"),
+        ({"serviceMonitor": {"enabled": True, "intervall": "30s"}}, "intervall"),
+        ({"serviceMonitors": {"enabled": True}}, "serviceMonitors"),
+        ({"openvpn": {"udp": {"enable": True}}}, "enable"),
+        ({"exporter": {"port": "9234"}}, "port"),
+        ({"serviceMonitor": {"interval": "30 seconds"}}, "interval"),
+        ({"service": {"type": "Loadbalancer"}}, "type"),
+        ({"openvpn": {"tcp": {"proto": "tcp"}}}, "proto"),
+    ],
+)
+def test_schema_rejects_typos_and_wrong_types(values: dict[str, Any], complaint: str, helm_bin: str) -> None:
+    message = render_error(values)
+    assert "schema" in message
+    assert complaint in message
+
+
+def test_native_sidecar_mode(helm_bin: str) -> None:
+    spec = pod_spec(render({"exporter": {"nativeSidecar": True}}))
+    init_names = [c["name"] for c in spec["initContainers"]]
+    assert init_names == ["openvpn-exporter-prepare", "openvpn-exporter"]
+    assert container(spec, "openvpn-exporter")["restartPolicy"] == "Always"
+    assert "openvpn-exporter" not in [c["name"] for c in spec["containers"]]
+    assert all("restartPolicy" not in c for c in spec["containers"])
+
+
+def test_management_socket_mode(helm_bin: str) -> None:
+    manifests = render({"openvpn": {"management": {"enabled": True}}})
+    spec = pod_spec(manifests)
+    [openvpn] = openvpn_containers(spec)
+    # OpenVPN runs through sh with a umask so the non-root exporter can connect to the socket.
+    assert openvpn["command"][:3] == ["/bin/sh", "-c", 'umask 0000 && exec "$0" "$@"']
+    assert openvpn["command"][3] == "openvpn"
+    config = exporter_config(manifests, spec)
+    assert config["sources"] == [{"name": "udp", "management": "/run/openvpn/udp-management.sock",
+                                  "protocol": "udp"}]
+
+
+def test_servicemonitor_fields(helm_bin: str) -> None:
+    manifests = render(files=[CHART / "ci" / "monitoring-values.yaml"])
+    monitor = one(manifests, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics"
+    assert endpoint["path"] == "/metrics"
+    assert endpoint["interval"] == "15s"
+    assert endpoint["scrapeTimeout"] == "5s"
+    assert endpoint["honorLabels"] is True
+    assert endpoint["relabelings"][0]["targetLabel"] == "node"
+    assert endpoint["metricRelabelings"][0]["action"] == "drop"
+    # The selector picks the metrics Service and nothing else.
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    matched = [s for s in objects(manifests, "Service")
+               if selector.items() <= s["metadata"]["labels"].items()]
+    assert [s["metadata"]["name"] for s in matched] == ["vpn-openvpn-exporter-metrics"]
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["network"]
+    dashboard = one(manifests, "ConfigMap", "vpn-openvpn-exporter-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert '"ovpn_sessions_total' in dashboard["data"]["openvpn-exporter.json"]
+
+
+def test_user_config_secret_is_mounted(helm_bin: str) -> None:
+    spec = pod_spec(render({"openvpn": {"config": {"existingSecret": "my-vpn", "file": "udp.conf"}}}))
+    [openvpn] = openvpn_containers(spec)
+    assert openvpn["args"][:4] == ["--cd", "/etc/openvpn", "--config", "/etc/openvpn/udp.conf"]
+    volume = next(v for v in spec["volumes"] if v["name"] == "openvpn-config")
+    assert volume["secret"]["secretName"] == "my-vpn"
+    assert {"name": "openvpn-config", "mountPath": "/etc/openvpn", "readOnly": True} in openvpn["volumeMounts"]
+
+
+def test_disabled_chart_renders_nothing(helm_bin: str) -> None:
+    assert render({"enabled": False}) == []
+
+
+def test_helm_test_hook_checks_metrics(helm_bin: str) -> None:
+    manifests = render()
+    pod = one(manifests, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    [check] = pod["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in check["env"]}
+    assert env["METRICS_URL"] == "http://vpn-openvpn-exporter-metrics.network.svc:9234/metrics"
+    assert "ovpn_sessions_total" in check["command"][2]
+    assert all(c["name"] != "openvpn-exporter" for c in all_containers(pod["spec"]))
