@@ -10,10 +10,14 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from exporter import __version__
 from exporter.config import ConfigError, load_config
 from exporter.prepare import DEFAULT_MODE, PrepareError, parse_mode, prepare_file
+
+if TYPE_CHECKING:
+    from starlette.middleware import Middleware
 
 PROG = "openvpn-exporter"
 log = logging.getLogger("openvpn_exporter")
@@ -196,25 +200,26 @@ def _serve(config: object, telemetry_path: str, sock: socket.socket, config_path
 
     assert isinstance(config, Config)
     exporter = ExporterApp(config, telemetry_path)
-    middleware = []
-    ssl_options: dict[str, object] = {}
-    if web is not None:
-        from exporter.webconfig import WebConfig, server_options
+    from exporter.webconfig import ServerConfig, WebConfig, server_options
 
+    middleware: list[Middleware] = []
+    ssl_options: dict[str, Any] = {}
+    if web is not None:
         assert isinstance(web, WebConfig)
         middleware, ssl_options = server_options(web)
     app = exporter.asgi(middleware)
-    uv_config = uvicorn.Config(
+    # ServerConfig: uvicorn's, with a TLS context that picks up renewed certificate files by itself.
+    uv_config = ServerConfig(
         app,
         log_config=None,
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=1,
         server_header=False,
-        **ssl_options,  # type: ignore[arg-type]
+        **ssl_options,
     )
     server = uvicorn.Server(uv_config)
-    scheme = "https" if ssl_options else "http"
+    scheme = "https" if uv_config.is_ssl else "http"
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     log.info(
