@@ -1,0 +1,123 @@
+"""FileSource on a real filesystem: caching by stat, torn rewrites, files that vanish or are not files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from exporter.sources.file import FileSource
+from tests.helpers import CAPTURED
+
+UDP_V3 = CAPTURED / "server-udp-status-v3.log"
+
+
+def source(path: Path, max_bytes: int = 1 << 20) -> FileSource:
+    return FileSource("udp", str(path), "udp", max_bytes)
+
+
+def age(path: Path, seconds: float = 10) -> None:
+    """Push the mtime back so the file counts as settled (not written within the last timestamp tick)."""
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - int(seconds * 1e9)))
+
+
+def test_unchanged_file_is_not_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "udp.status"
+    shutil.copy(UDP_V3, path)
+    age(path)
+    src = source(path)
+    first = src.refresh()
+    reads = []
+    original = src._read
+    monkeypatch.setattr(src, "_read", lambda: reads.append(1) or original())
+    second = src.refresh()
+    assert reads == []
+    assert second.snapshot is first.snapshot
+    assert second.generation == first.generation
+
+
+def test_changed_file_is_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "udp.status"
+    shutil.copy(UDP_V3, path)
+    age(path)
+    src = source(path)
+    first = src.refresh()
+    path.write_text(UDP_V3.read_text().replace("\t7444\t", "\t9999\t"))
+    second = src.refresh()
+    assert second.generation == first.generation + 1
+    assert second.snapshot is not None
+    assert second.snapshot.sessions[0].bytes_received == 9999
+
+
+def test_torn_rewrite_keeps_the_last_complete_snapshot(tmp_path: Path) -> None:
+    path = tmp_path / "udp.status"
+    shutil.copy(UDP_V3, path)
+    src = source(path)
+    good = src.refresh()
+    shutil.copy(CAPTURED / "torn-read-v3-no-END.log", path)
+    torn = src.refresh()
+    assert torn.snapshot is good.snapshot
+    assert torn.available
+    assert "does not end with END" in torn.error
+    assert dict(torn.read_errors) == {"torn": 1}
+
+
+def test_file_that_is_never_complete_has_no_snapshot(tmp_path: Path) -> None:
+    path = tmp_path / "udp.status"
+    shutil.copy(CAPTURED / "torn-read-v3-junk-after-END.log", path)
+    reading = source(path).refresh()
+    assert reading.snapshot is None
+    assert not reading.is_up(now=0, stale_after=0)
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda p: None, "missing"),
+        (lambda p: p.mkdir(), "not_regular"),
+        (lambda p: os.mkfifo(p), "not_regular"),
+        (lambda p: p.write_bytes(b"x" * 2048), "too_large"),
+        (lambda p: p.write_bytes(b""), "empty"),
+        (lambda p: p.write_bytes(os.urandom(512)), None),
+    ],
+    ids=["missing", "directory", "fifo", "huge", "empty", "binary"],
+)
+def test_files_that_cannot_be_status_files(tmp_path: Path, make: object, reason: str | None) -> None:
+    path = tmp_path / "udp.status"
+    make(path)  # type: ignore[operator]
+    reading = source(path, max_bytes=1024).refresh()
+    assert reading.snapshot is None
+    assert reading.error
+    counts = dict(reading.read_errors)
+    assert sum(counts.values()) == 1
+    if reason is not None:
+        assert reason in counts
+
+
+def test_deleted_and_recreated_file_is_followed(tmp_path: Path) -> None:
+    path = tmp_path / "udp.status"
+    shutil.copy(UDP_V3, path)
+    src = source(path)
+    assert len(src.refresh().snapshot.sessions) == 3  # type: ignore[union-attr]
+    path.unlink()
+    gone = src.refresh()
+    assert not gone.available
+    shutil.copy(CAPTURED / "server-status-v3-no-clients.log", path)
+    back = src.refresh()
+    assert back.available and back.snapshot is not None and back.snapshot.sessions == ()
+
+
+def test_freshness_uses_the_time_line_else_the_mtime(tmp_path: Path) -> None:
+    v3 = tmp_path / "v3.status"
+    shutil.copy(UDP_V3, v3)
+    reading = source(v3).refresh()
+    assert reading.last_update == 1795756450
+    assert reading.is_up(now=1795756450 + 100, stale_after=180)
+    assert not reading.is_up(now=1795756450 + 200, stale_after=180)
+    v1 = tmp_path / "v1.status"
+    shutil.copy(CAPTURED / "server-udp-status-v1.log", v1)
+    reading = source(v1).refresh()
+    assert reading.last_update == pytest.approx(v1.stat().st_mtime)
