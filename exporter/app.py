@@ -220,11 +220,14 @@ class ExporterApp:
         ]
 
     def asgi(self, middleware: Sequence[Middleware] = ()) -> Starlette:
-        return Starlette(
+        app = Starlette(
             routes=self.routes(),
             middleware=[Middleware(SecurityHeaders), *middleware],
             lifespan=self.lifespan,
         )
+        # The contract: unknown paths are 404, "/metrics/" included, not a redirect.
+        app.router.redirect_slashes = False
+        return app
 
 
 _STYLESHEET = files("exporter").joinpath("assets/style.css").read_bytes()
