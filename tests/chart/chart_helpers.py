@@ -147,7 +147,10 @@ def exporter_config(manifests: list[Manifest], spec: dict[str, Any]) -> dict[str
 
 
 def configured_status_paths(config: dict[str, Any]) -> set[str]:
-    paths = {config[k] for k in ("ovpntcpstatus", "ovpnudpstatus", "ovpn_tcp_status", "ovpn_udp_status",
-                                 "ovpn_status") if k in config}
+    paths = {
+        config[k]
+        for k in ("ovpntcpstatus", "ovpnudpstatus", "ovpn_tcp_status", "ovpn_udp_status", "ovpn_status")
+        if k in config
+    }
     paths |= {s["path"] for s in config.get("sources", []) if "path" in s}
     return paths

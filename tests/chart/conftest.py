@@ -17,8 +17,9 @@ def consumer_chart(tmp_path_factory: pytest.TempPathFactory, helm_bin: str) -> P
     """A copy of the example consumer chart with its file:// dependency on ../../chart built."""
     root = tmp_path_factory.mktemp("consumer")
     shutil.copytree(CHART, root / "chart")
-    shutil.copytree(CONSUMER_CHART, root / "examples" / "consumer-chart",
-                    ignore=shutil.ignore_patterns("charts", "Chart.lock"))
+    shutil.copytree(
+        CONSUMER_CHART, root / "examples" / "consumer-chart", ignore=shutil.ignore_patterns("charts", "Chart.lock")
+    )
     target = root / "examples" / "consumer-chart"
     run_helm("dependency", "build", str(target))
     return target

@@ -68,8 +68,12 @@ def test_kubernetes_validate_strict(scenario: Path, tmp_path: Path, helm_bin: st
     version = KUBERNETES_VERSIONS[-1] if newest else minimum_version(manifests)
     rendered = tmp_path / "rendered.yaml"
     rendered.write_text(text)
-    result = subprocess.run([str(KUBERNETES_VALIDATE), "--strict", "-k", version, str(rendered)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(KUBERNETES_VALIDATE), "--strict", "-k", version, str(rendered)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     passed = result.stdout.count(" passed for resource ")
     crds = len([m for m in manifests if m["apiVersion"].startswith("monitoring.coreos.com/")])
@@ -101,8 +105,11 @@ def _unknown_fields(given: Any, dumped: Any, where: str = "") -> list[str]:
                 out += _unknown_fields(value, dumped[key], f"{where}.{key}")
         return out
     if isinstance(given, list) and isinstance(dumped, list):
-        return [f for i, (g, d) in enumerate(zip(given, dumped, strict=True))
-                for f in _unknown_fields(g, d, f"{where}[{i}]")]
+        return [
+            f
+            for i, (g, d) in enumerate(zip(given, dumped, strict=True))
+            for f in _unknown_fields(g, d, f"{where}[{i}]")
+        ]
     return []
 
 
@@ -145,8 +152,7 @@ def test_servicemonitor_off_by_default(helm_bin: str) -> None:
     assert not objects(manifests, "PrometheusRule")
 
 
-def prometheus_rule_file(tmp_path: Path, values: dict[str, Any] | None = None,
-                         files: list[Path] | None = None) -> Path:
+def prometheus_rule_file(tmp_path: Path, values: dict[str, Any] | None = None, files: list[Path] | None = None) -> Path:
     rule = one(render(values, files), "PrometheusRule")
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
@@ -177,37 +183,60 @@ def test_prometheus_rules_fire_on_this_release_only(tmp_path: Path, helm_bin: st
     tests = {
         "rule_files": [str(rules)],
         "evaluation_interval": "1m",
-        "tests": [{
-            "interval": "1m",
-            "input_series": [
-                {"series": f"probe_success{{{mine}, version=\"2.6.14\"}}", "values": "1 1 0x10"},
-                {"series": f"probe_success{{{other}, version=\"2.6.14\"}}", "values": "0x12"},
-                {"series": f"up{{{mine}}}", "values": "1x12"},
-                {"series": f"ovpn_sessions_total{{{mine}}}", "values": "40x5 10x10"},
-            ],
-            "alert_rule_test": [
-                {"eval_time": "4m", "alertname": "OpenVPNDown", "exp_alerts": []},
-                {"eval_time": "9m", "alertname": "OpenVPNDown", "exp_alerts": [{
-                    "exp_labels": {"severity": "critical", "namespace": "network", "service": service,
-                                   "pod": "vpn-0", "version": "2.6.14"},
-                    "exp_annotations": {
-                        "summary": "OpenVPN is down or its status is stale",
-                        "description": "No status source of vpn-0 in network was read completely and fresh: "
-                                       "OpenVPN stopped writing its status (down, hung or misconfigured).",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": f'probe_success{{{mine}, version="2.6.14"}}', "values": "1 1 0x10"},
+                    {"series": f'probe_success{{{other}, version="2.6.14"}}', "values": "0x12"},
+                    {"series": f"up{{{mine}}}", "values": "1x12"},
+                    {"series": f"ovpn_sessions_total{{{mine}}}", "values": "40x5 10x10"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "4m", "alertname": "OpenVPNDown", "exp_alerts": []},
+                    {
+                        "eval_time": "9m",
+                        "alertname": "OpenVPNDown",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "critical",
+                                    "namespace": "network",
+                                    "service": service,
+                                    "pod": "vpn-0",
+                                    "version": "2.6.14",
+                                },
+                                "exp_annotations": {
+                                    "summary": "OpenVPN is down or its status is stale",
+                                    "description": "No status source of vpn-0 in network was read completely and "
+                                    "fresh: OpenVPN stopped writing its status (down, hung or misconfigured).",
+                                },
+                            }
+                        ],
                     },
-                }]},
-                {"eval_time": "9m", "alertname": "OpenVPNExporterDown", "exp_alerts": []},
-                {"eval_time": "12m", "alertname": "OpenVPNSessionsDropped", "exp_alerts": [{
-                    "exp_labels": {"severity": "warning", "namespace": "network", "service": service,
-                                   "pod": "vpn-0"},
-                    "exp_annotations": {
-                        "summary": "OpenVPN lost many sessions",
-                        "description": "vpn-0 in network has 10 sessions, far below its maximum of the last "
-                                       "30 minutes.",
+                    {"eval_time": "9m", "alertname": "OpenVPNExporterDown", "exp_alerts": []},
+                    {
+                        "eval_time": "12m",
+                        "alertname": "OpenVPNSessionsDropped",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "namespace": "network",
+                                    "service": service,
+                                    "pod": "vpn-0",
+                                },
+                                "exp_annotations": {
+                                    "summary": "OpenVPN lost many sessions",
+                                    "description": "vpn-0 in network has 10 sessions, far below its maximum of "
+                                    "the last 30 minutes.",
+                                },
+                            }
+                        ],
                     },
-                }]},
-            ],
-        }],
+                ],
+            }
+        ],
     }
     path = tmp_path / "rules-test.yaml"
     path.write_text(yaml.safe_dump(tests))

@@ -105,8 +105,9 @@ def test_metrics_port_only_on_the_metrics_service(scenario: Path, helm_bin: str)
 
 
 def test_vpn_service_type_and_protocols(helm_bin: str) -> None:
-    manifests = render({"openvpn": {"tcp": {"enabled": True, "port": 443}},
-                        "service": {"type": "LoadBalancer", "ports": {"tcp": 443}}})
+    manifests = render(
+        {"openvpn": {"tcp": {"enabled": True, "port": 443}}, "service": {"type": "LoadBalancer", "ports": {"tcp": 443}}}
+    )
     [vpn] = [s for s in objects(manifests, "Service") if s["metadata"]["name"] == "vpn-openvpn-exporter"]
     assert vpn["spec"]["type"] == "LoadBalancer"
     assert {(p["protocol"], p["port"]) for p in vpn["spec"]["ports"]} == {("UDP", 1194), ("TCP", 443)}
@@ -160,15 +161,22 @@ def test_security_context(helm_bin: str) -> None:
 
 def test_openvpn_must_keep_dac_override(helm_bin: str) -> None:
     for drop in (["ALL"], ["DAC_OVERRIDE"]):
-        message = render_error({"openvpn": {"securityContext": {"capabilities": {"add": ["NET_ADMIN"],
-                                                                                 "drop": drop}}}})
+        message = render_error({"openvpn": {"securityContext": {"capabilities": {"add": ["NET_ADMIN"], "drop": drop}}}})
         assert "DAC_OVERRIDE" in message
 
 
 def test_resources_and_probes_are_settable(helm_bin: str) -> None:
-    spec = pod_spec(render({"exporter": {"resources": {"limits": {"cpu": "200m"}},
-                                         "livenessProbe": {"enabled": False},
-                                         "readinessProbe": {"periodSeconds": 30}}}))
+    spec = pod_spec(
+        render(
+            {
+                "exporter": {
+                    "resources": {"limits": {"cpu": "200m"}},
+                    "livenessProbe": {"enabled": False},
+                    "readinessProbe": {"periodSeconds": 30},
+                }
+            }
+        )
+    )
     exporter = container(spec, "openvpn-exporter")
     assert exporter["resources"]["limits"]["cpu"] == "200m"
     assert "livenessProbe" not in exporter
@@ -204,13 +212,18 @@ def test_web_config_checksum_and_args(helm_bin: str) -> None:
     annotations = one(manifests, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert "checksum/web-config" in annotations
     # TLS switches probes and the ServiceMonitor to https.
-    tls = render({"exporter": {"webConfig": {"tls": {"enabled": True, "secretName": "exporter-tls"}}},
-                  "serviceMonitor": {"enabled": True}})
+    tls = render(
+        {
+            "exporter": {"webConfig": {"tls": {"enabled": True, "secretName": "exporter-tls"}}},
+            "serviceMonitor": {"enabled": True},
+        }
+    )
     exporter = container(pod_spec(tls), "openvpn-exporter")
     assert exporter["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
     assert one(tls, "ServiceMonitor")["spec"]["endpoints"][0]["scheme"] == "https"
     assert "enabled needs exporter.webConfig.tls.secretName" in render_error(
-        {"exporter": {"webConfig": {"tls": {"enabled": True}}}})
+        {"exporter": {"webConfig": {"tls": {"enabled": True}}}}
+    )
 
 
 @pytest.mark.parametrize(
@@ -249,8 +262,7 @@ def test_management_socket_mode(helm_bin: str) -> None:
     assert openvpn["command"][:3] == ["/bin/sh", "-c", 'umask 0000 && exec "$0" "$@"']
     assert openvpn["command"][3] == "openvpn"
     config = exporter_config(manifests, spec)
-    assert config["sources"] == [{"name": "udp", "management": "/run/openvpn/udp-management.sock",
-                                  "protocol": "udp"}]
+    assert config["sources"] == [{"name": "udp", "management": "/run/openvpn/udp-management.sock", "protocol": "udp"}]
 
 
 def test_servicemonitor_fields(helm_bin: str) -> None:
@@ -267,8 +279,7 @@ def test_servicemonitor_fields(helm_bin: str) -> None:
     assert endpoint["metricRelabelings"][0]["action"] == "drop"
     # The selector picks the metrics Service and nothing else.
     selector = monitor["spec"]["selector"]["matchLabels"]
-    matched = [s for s in objects(manifests, "Service")
-               if selector.items() <= s["metadata"]["labels"].items()]
+    matched = [s for s in objects(manifests, "Service") if selector.items() <= s["metadata"]["labels"].items()]
     assert [s["metadata"]["name"] for s in matched] == ["vpn-openvpn-exporter-metrics"]
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["network"]
     dashboard = one(manifests, "ConfigMap", "vpn-openvpn-exporter-dashboard")

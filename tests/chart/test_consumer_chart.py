@@ -44,8 +44,9 @@ def test_consumer_pod_gets_the_sidecar(consumer_chart: Path) -> None:
     assert configured_status_paths(config) == {path}
     assert path in prepare["args"]
     volume_names = {v["name"] for v in spec["volumes"]}
-    assert {m["name"] for m in openvpn["volumeMounts"]} & {m["name"] for m in exporter["volumeMounts"]} \
-        & volume_names == {"openvpn-status"}
+    assert {m["name"] for m in openvpn["volumeMounts"]} & {
+        m["name"] for m in exporter["volumeMounts"]
+    } & volume_names == {"openvpn-status"}
 
 
 def test_consumer_manifests_are_valid(consumer_chart: Path, tmp_path: Path) -> None:
