@@ -49,9 +49,9 @@ def e2e_env() -> E2EEnv:
 def kube(e2e_env: E2EEnv) -> Iterator[Kube]:
     from kubernetes import client, config
 
-    config.load_kube_config(context=e2e_env.kube_context)
+    config.load_kube_config(context=e2e_env.kube_context)  # type: ignore[no-untyped-call]
     api = client.ApiClient()
     try:
         yield Kube(client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api))
     finally:
-        api.close()
+        api.close()  # type: ignore[no-untyped-call]
