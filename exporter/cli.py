@@ -219,7 +219,7 @@ def _serve(config: object, telemetry_path: str, sock: socket.socket, config_path
         **ssl_options,
     )
     server = uvicorn.Server(uv_config)
-    scheme = "https" if uv_config.is_ssl else "http"
+    scheme = "https" if ssl_options else "http"
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     log.info(

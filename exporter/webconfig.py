@@ -385,10 +385,6 @@ class ServerConfig(uvicorn.Config):
         super().__init__(app, **kwargs)
         self.reloading_tls = reloading_tls
 
-    @property
-    def is_ssl(self) -> bool:
-        return self.reloading_tls is not None or super().is_ssl
-
     def load(self) -> None:
         super().load()
         if self.reloading_tls is not None:
