@@ -28,6 +28,19 @@ LEGACY_FILE_KEYS = {
     "ovpn_status": ("status", "auto"),
 }
 PROTOCOLS = ("tcp", "udp", "auto")
+# Labels a per-session series may carry (metrics.session_labels). None of them changes while a session
+# lasts; real_address and client_id make one series per connection, so they are opt-in.
+SESSION_LABELS = (
+    "client",
+    "common_name",
+    "protocol",
+    "username",
+    "virtual_address",
+    "real_address",
+    "source",
+    "client_id",
+)
+DEFAULT_SESSION_LABELS: tuple[str, ...] = ("client",)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
@@ -53,6 +66,7 @@ class MetricsConfig:
     kumina_compat: bool = False
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    session_labels: tuple[str, ...] = DEFAULT_SESSION_LABELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +248,7 @@ def _parse_metrics(raw: object, where: str) -> MetricsConfig:
     if raw is None:
         return MetricsConfig()
     section: dict[str, Any] = _expect(raw, dict, where, "a mapping")
-    known = {"per_client", "extended", "kumina_compat", "include", "exclude"}
+    known = {"per_client", "extended", "kumina_compat", "include", "exclude", "session_labels"}
     for key in section:
         if key not in known:
             raise ConfigError(f"{where}.{key}: unknown key{_suggest(str(key), known)}")
@@ -250,10 +264,27 @@ def _parse_metrics(raw: object, where: str) -> MetricsConfig:
         items = _expect(value, list, f"{where}.{key}", "a list of glob patterns")
         return tuple(str(_expect(p, str, f"{where}.{key}", "glob pattern strings")) for p in items)
 
+    session_labels = DEFAULT_SESSION_LABELS
+    if section.get("session_labels") is not None:
+        items = _expect(section["session_labels"], list, f"{where}.session_labels", "a list of label names")
+        chosen: list[str] = []
+        for item in items:
+            if item not in SESSION_LABELS:
+                raise ConfigError(
+                    f"{where}.session_labels: {item!r} is not a session label (choose from {', '.join(SESSION_LABELS)})"
+                )
+            if item in chosen:
+                raise ConfigError(f"{where}.session_labels: {item!r} is listed twice")
+            chosen.append(item)
+        if not chosen:
+            raise ConfigError(f"{where}.session_labels: must name at least one label (per_client: false drops them)")
+        session_labels = tuple(chosen)
+
     return MetricsConfig(
         per_client=flag("per_client", True),
         extended=flag("extended", False),
         kumina_compat=flag("kumina_compat", False),
         include=patterns("include"),
         exclude=patterns("exclude"),
+        session_labels=session_labels,
     )

@@ -76,4 +76,8 @@ def render_metrics(state: ServerState, metrics: MetricsConfig) -> str:
         "probe_success", "gauge", "OpenVPN Status",
         [sample("probe_success", (("version", state.version()),), 1 if state.up else 0)],
     )  # fmt: skip
+    if metrics.extended or metrics.kumina_compat:  # opt-in families; the default output is untouched
+        from exporter.views.extended import render_extra
+
+        lines += render_extra(state, metrics)
     return "\n".join(lines) + "\n"

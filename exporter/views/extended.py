@@ -1,0 +1,332 @@
+"""Opt-in metric families for `/metrics`: richer OpenVPN metrics and kumina/openvpn_exporter's names.
+
+Both are off by default, and then `/metrics` stays exactly the contract's five families.
+
+`metrics.extended: true` adds per-source families (sessions, up, last update, global stats) and, unless
+`per_client: false`, per-session and per-route families whose labels `metrics.session_labels` chooses.
+Several sessions that share a label set (duplicate-cn, or labels that do not tell sessions apart) make one
+series: bytes summed, connected-since the earliest, and `ovpn_client_sessions` says how many.
+
+`metrics.kumina_compat: true` adds the names, types, HELP texts and label names of kumina/openvpn_exporter
+(exporters/openvpn_exporter.go), so dashboards built on it work unchanged. Where that exporter could emit two
+samples with one label set (two configured sources reading one file), the samples are merged. Sessions still
+in the TLS handshake (CN `UNDEF`) are not counted or labelled, as on the rest of `/metrics`.
+
+No label value here changes while a session lasts: byte counts and timestamps are values, never labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
+
+from exporter.config import MetricsConfig
+from exporter.hub import ServerState
+from exporter.model import Session
+from exporter.sources.base import Reading
+from exporter.views.exposition import family, sample
+
+Labels = tuple[tuple[str, str], ...]
+
+# kumina's client-mode counters: status line name -> metric name.
+KUMINA_CLIENT_COUNTERS = {
+    "TUN/TAP read bytes": (
+        "openvpn_client_tun_tap_read_bytes_total",
+        "Total amount of TUN/TAP traffic read, in bytes.",
+    ),
+    "TUN/TAP write bytes": (
+        "openvpn_client_tun_tap_write_bytes_total",
+        "Total amount of TUN/TAP traffic written, in bytes.",
+    ),
+    "TCP/UDP read bytes": (
+        "openvpn_client_tcp_udp_read_bytes_total",
+        "Total amount of TCP/UDP traffic read, in bytes.",
+    ),
+    "TCP/UDP write bytes": (
+        "openvpn_client_tcp_udp_write_bytes_total",
+        "Total amount of TCP/UDP traffic written, in bytes.",
+    ),
+    "Auth read bytes": (
+        "openvpn_client_auth_read_bytes_total",
+        "Total amount of authentication traffic read, in bytes.",
+    ),
+    "pre-compress bytes": (
+        "openvpn_client_pre_compress_bytes_total",
+        "Total amount of data before compression, in bytes.",
+    ),
+    "post-compress bytes": (
+        "openvpn_client_post_compress_bytes_total",
+        "Total amount of data after compression, in bytes.",
+    ),
+    "pre-decompress bytes": (
+        "openvpn_client_pre_decompress_bytes_total",
+        "Total amount of data before decompression, in bytes.",
+    ),
+    "post-decompress bytes": (
+        "openvpn_client_post_decompress_bytes_total",
+        "Total amount of data after decompression, in bytes.",
+    ),
+}
+
+
+def wanted(common_name: str, metrics: MetricsConfig) -> bool:
+    """metrics.include / metrics.exclude, the same globs as on the contract's per-client families."""
+    if metrics.include and not any(fnmatchcase(common_name, p) for p in metrics.include):
+        return False
+    return not any(fnmatchcase(common_name, p) for p in metrics.exclude)
+
+
+def render_extra(state: ServerState, metrics: MetricsConfig) -> list[str]:
+    """The opt-in families, as exposition lines; empty when both options are off."""
+    lines: list[str] = []
+    if metrics.extended:
+        lines += extended_families(state, metrics)
+    if metrics.kumina_compat:
+        lines += kumina_families(state, metrics)
+    return lines
+
+
+def _established(reading: Reading, metrics: MetricsConfig) -> Iterable[Session]:
+    """The sessions of a reading that per-client families may show: no handshakes, include/exclude applied."""
+    assert reading.snapshot is not None
+    filtering = bool(metrics.include or metrics.exclude)
+    for session in reading.snapshot.sessions:
+        if session.in_handshake or (filtering and not wanted(session.common_name, metrics)):
+            continue
+        yield session
+
+
+def _session_label(name: str, reading: Reading, session: Session) -> str:
+    if name == "client":
+        return f"{session.common_name}_{session.protocol or 'udp'}"
+    if name == "common_name":
+        return session.common_name
+    if name == "protocol":
+        return session.protocol or "udp"
+    if name == "username":
+        return session.username
+    if name == "virtual_address":
+        return session.virtual_address or session.virtual_ipv6_address
+    if name == "real_address":
+        return session.real_address
+    if name == "source":
+        return reading.name
+    return session.client_id  # "client_id": the config allows nothing else
+
+
+def _gauge_per_source(name: str, help_text: str, values: list[tuple[str, float]]) -> list[str]:
+    if not values:
+        return []
+    return family(name, "gauge", help_text, [sample(name, (("source", s),), v) for s, v in sorted(values)])
+
+
+def extended_families(state: ServerState, metrics: MetricsConfig) -> list[str]:
+    lines: list[str] = []
+    up_by_source: list[tuple[str, float]] = []
+    sessions_by_source: list[tuple[str, float]] = []
+    updated: list[tuple[str, float]] = []
+    queue: list[tuple[str, float]] = []
+    dco: list[tuple[str, float]] = []
+    for reading, up in zip(state.readings, state.up_flags, strict=True):
+        up_by_source.append((reading.name, 1 if up else 0))
+        snapshot = reading.snapshot
+        count = 0
+        if up and snapshot is not None:
+            count = sum(1 for s in snapshot.sessions if not s.in_handshake)
+        sessions_by_source.append((reading.name, count))
+        if reading.last_update is not None:
+            updated.append((reading.name, reading.last_update))
+        if snapshot is None or snapshot.kind != "server":
+            continue
+        for stat, target in (("Max bcast/mcast queue length", queue), ("dco_enabled", dco)):
+            value = snapshot.global_stat(stat)
+            if value is not None and value.strip().isdigit():
+                target.append((reading.name, int(value)))
+
+    if metrics.per_client:
+        lines += _per_session(state, metrics)
+    lines += _gauge_per_source(
+        "ovpn_dco_enabled", "1 when OpenVPN runs with data channel offload (GLOBAL_STATS dco_enabled)", dco
+    )
+    lines += _gauge_per_source(
+        "ovpn_max_bcast_mcast_queue_length", "Largest broadcast/multicast queue length (GLOBAL_STATS)", queue
+    )
+    if metrics.per_client:
+        lines += _routes(state, metrics)
+    lines += _gauge_per_source(
+        "ovpn_source_last_update_timestamp_seconds",
+        "When OpenVPN last wrote the source: the TIME line, else the file's mtime (epoch seconds)",
+        updated,
+    )
+    lines += _gauge_per_source(
+        "ovpn_source_sessions", "Established sessions in the source (0 while it is down)", sessions_by_source
+    )
+    lines += _gauge_per_source("ovpn_source_up", "1 when the source was read completely and is fresh", up_by_source)
+    return lines
+
+
+def _per_session(state: ServerState, metrics: MetricsConfig) -> list[str]:
+    names = metrics.session_labels
+    # label values -> [sessions, bytes received, bytes sent, earliest connected-since or None]
+    merged: dict[tuple[str, ...], list[int | None]] = {}
+    for reading in state.live_readings():
+        for session in _established(reading, metrics):
+            key = tuple(_session_label(n, reading, session) for n in names)
+            since = session.connected_since_epoch
+            entry = merged.get(key)
+            if entry is None:
+                merged[key] = [1, session.bytes_received, session.bytes_sent, since]
+                continue
+            entry[0] = (entry[0] or 0) + 1
+            entry[1] = (entry[1] or 0) + session.bytes_received
+            entry[2] = (entry[2] or 0) + session.bytes_sent
+            if since is not None and (entry[3] is None or since < entry[3]):
+                entry[3] = since
+    if not merged:
+        return []
+    ordered = sorted(merged.items())
+    labelled = [(tuple(zip(names, key, strict=True)), values) for key, values in ordered]
+
+    def rows(name: str, index: int) -> list[str]:
+        return [sample(name, labels, v[index] or 0) for labels, v in labelled if v[index] is not None]
+
+    lines: list[str] = []
+    lines += family(
+        "ovpn_client_sessions", "gauge", "Established sessions that share these labels", rows("ovpn_client_sessions", 0)
+    )
+    since_rows = rows("ovpn_session_connected_since_timestamp_seconds", 3)
+    if since_rows:
+        lines += family(
+            "ovpn_session_connected_since_timestamp_seconds", "gauge",
+            "When the session connected (epoch seconds; the earliest of sessions that share these labels)",
+            since_rows,
+        )  # fmt: skip
+    lines += family(
+        "ovpn_session_bytes_received_total", "counter", "Bytes received from the client, summed over sessions",
+        rows("ovpn_session_bytes_received_total", 1),
+    )  # fmt: skip
+    lines += family(
+        "ovpn_session_bytes_sent_total", "counter", "Bytes sent to the client, summed over sessions",
+        rows("ovpn_session_bytes_sent_total", 2),
+    )  # fmt: skip
+    return lines
+
+
+def _routes(state: ServerState, metrics: MetricsConfig) -> list[str]:
+    # One route per virtual address within a source (OpenVPN keys its routing table by it).
+    latest: dict[Labels, int] = {}
+    filtering = bool(metrics.include or metrics.exclude)
+    for reading in state.live_readings():
+        assert reading.snapshot is not None
+        for route in reading.snapshot.routes:
+            if route.last_ref_epoch is None or (filtering and not wanted(route.common_name, metrics)):
+                continue
+            labels = (
+                ("source", reading.name),
+                ("common_name", route.common_name),
+                ("virtual_address", route.virtual_address),
+            )
+            latest[labels] = max(latest.get(labels, 0), route.last_ref_epoch)
+    if not latest:
+        return []
+    name = "ovpn_route_last_reference_timestamp_seconds"
+    return family(
+        name, "gauge", "When OpenVPN last routed a packet to this virtual address (epoch seconds)",
+        [sample(name, labels, value) for labels, value in sorted(latest.items())],
+    )  # fmt: skip
+
+
+def kumina_families(state: ServerState, metrics: MetricsConfig) -> list[str]:
+    """kumina/openvpn_exporter's families. Label pairs print sorted by name, as its Go client does."""
+    up: dict[str, int] = {}
+    updated: dict[str, float] = {}
+    connected: dict[str, int] = {}
+    received: dict[Labels, int] = {}
+    sent: dict[Labels, int] = {}
+    routes: dict[Labels, int] = {}
+    client_counters: dict[str, dict[str, int]] = {}
+    filtering = bool(metrics.include or metrics.exclude)
+    for reading, is_up in zip(state.readings, state.up_flags, strict=True):
+        path = reading.target
+        up[path] = max(up.get(path, 0), 1 if is_up else 0)
+        if reading.last_update is not None:
+            updated[path] = max(updated.get(path, 0.0), reading.last_update)
+        snapshot = reading.snapshot
+        if not is_up or snapshot is None:
+            continue
+        if snapshot.kind == "client":
+            for stat, value in snapshot.client_stats:
+                if stat in KUMINA_CLIENT_COUNTERS:
+                    counters = client_counters.setdefault(KUMINA_CLIENT_COUNTERS[stat][0], {})
+                    counters[path] = counters.get(path, 0) + value
+            continue
+        count = 0
+        for session in snapshot.sessions:
+            if session.in_handshake:
+                continue
+            count += 1
+            if not metrics.per_client or (filtering and not wanted(session.common_name, metrics)):
+                continue
+            since = str(session.connected_since_epoch) if session.connected_since_epoch is not None else ""
+            labels: Labels = (
+                ("common_name", session.common_name), ("connection_time", since),
+                ("real_address", session.real_address), ("status_path", path), ("username", session.username),
+                ("virtual_address", session.virtual_address),
+            )  # fmt: skip
+            received[labels] = received.get(labels, 0) + session.bytes_received
+            sent[labels] = sent.get(labels, 0) + session.bytes_sent
+        connected[path] = connected.get(path, 0) + count
+        if metrics.per_client:
+            for route in snapshot.routes:
+                if route.last_ref_epoch is None or (filtering and not wanted(route.common_name, metrics)):
+                    continue
+                route_labels: Labels = (
+                    ("common_name", route.common_name), ("real_address", route.real_address),
+                    ("status_path", path), ("virtual_address", route.virtual_address),
+                )  # fmt: skip
+                routes[route_labels] = max(routes.get(route_labels, 0), route.last_ref_epoch)
+
+    lines: list[str] = []
+    for metric, help_text in sorted(KUMINA_CLIENT_COUNTERS.values()):
+        per_path = client_counters.get(metric)
+        if per_path:
+            lines += family(metric, "counter", help_text, [_kumina(metric, p, v) for p, v in sorted(per_path.items())])
+    # kumina's release 0.3.0 named this family openvpn_openvpn_server_connected_clients (a doubled prefix,
+    # fixed later upstream): dashboards exist for both spellings, so both are served.
+    for name in ("openvpn_openvpn_server_connected_clients", "openvpn_server_connected_clients"):
+        if connected:
+            lines += family(
+                name,
+                "gauge",
+                "Number Of Connected Clients",
+                [_kumina(name, p, v) for p, v in sorted(connected.items())],
+            )
+    for name, help_text, values in (
+        ("openvpn_server_client_received_bytes_total",
+         "Amount of data received over a connection on the VPN server, in bytes.", received),
+        ("openvpn_server_client_sent_bytes_total",
+         "Amount of data sent over a connection on the VPN server, in bytes.", sent),
+    ):  # fmt: skip
+        if values:
+            lines += family(name, "counter", help_text, [sample(name, k, v) for k, v in sorted(values.items())])
+    if routes:
+        name = "openvpn_server_route_last_reference_time_seconds"
+        lines += family(
+            name, "gauge", "Time at which a route was last referenced, in seconds.",
+            [sample(name, k, v) for k, v in sorted(routes.items())],
+        )  # fmt: skip
+    if updated:
+        name = "openvpn_status_update_time_seconds"
+        lines += family(
+            name, "gauge", "UNIX timestamp at which the OpenVPN statistics were updated.",
+            [_kumina(name, p, v) for p, v in sorted(updated.items())],
+        )  # fmt: skip
+    lines += family(
+        "openvpn_up", "gauge", "Whether scraping OpenVPN's metrics was successful.",
+        [_kumina("openvpn_up", p, v) for p, v in sorted(up.items())],
+    )  # fmt: skip
+    return lines
+
+
+def _kumina(name: str, status_path: str, value: float) -> str:
+    return sample(name, (("status_path", status_path),), value)
