@@ -24,7 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exporter import __version__
-from exporter.config import Config
+from exporter.config import Config, ConfigError, load_config
 from exporter.hub import Hub, ServerState
 from exporter.views.metrics import render_metrics
 from exporter.views.pages import STYLESHEET_PATH, render_landing, render_sessions_page
@@ -108,6 +108,7 @@ class ExporterApp:
         self.telemetry_path = telemetry_path
         self.ready = False
         self._config_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -139,6 +140,19 @@ class ExporterApp:
             self.config, self.hub, self._caches = config, hub, caches
         if old is not None:
             old.close()
+
+    def reload_config(self) -> tuple[bool, str]:
+        """Re-read the config file the running config came from. A bad file keeps the old config serving."""
+        with self._reload_lock:
+            path = self.config.path
+            try:
+                config = load_config(path)
+            except ConfigError as exc:
+                log.error("reload rejected, keeping the running configuration: %s", exc)
+                return False, str(exc)
+            self.apply_config(config)
+            log.info("configuration reloaded from %s", path)
+            return True, f"configuration reloaded from {path}"
 
     def _rendered(self, view: str, want_gzip: bool) -> tuple[bytes, bool]:
         hub, cache = self.hub, self._caches[view]
@@ -190,6 +204,15 @@ class ExporterApp:
     async def healthy(self, request: Request) -> Response:
         return PlainTextResponse("OK")
 
+    async def reload(self, request: Request) -> Response:
+        """`POST /-/reload`, as Prometheus has it; off unless the running config enables it."""
+        if not self.config.enable_reload_endpoint:
+            return PlainTextResponse(
+                "the reload endpoint is disabled (set enable_reload_endpoint: true in the config)", status_code=403
+            )
+        ok, message = await run_in_threadpool(self.reload_config)
+        return PlainTextResponse(message, status_code=200 if ok else 400)
+
     async def readiness(self, request: Request) -> Response:
         if not self.ready:
             return PlainTextResponse("starting", status_code=503)
@@ -217,6 +240,7 @@ class ExporterApp:
             Route(STYLESHEET_PATH, self.stylesheet),
             Route("/-/healthy", self.healthy),
             Route("/-/ready", self.readiness),
+            Route("/-/reload", self.reload, methods=["POST", "PUT"]),
         ]
 
     def asgi(self, middleware: Sequence[Middleware] = ()) -> Starlette:
