@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -71,7 +72,8 @@ class Hub:
         self._clock = clock
         self._lock = threading.Lock()
         self._fixed: dict[str, Source] = {}
-        self._globbed: dict[str, Source] = {}
+        # Per glob source config: the sources of its current matches, by name.
+        self._globbed: dict[str, dict[str, Source]] = {}
         for source in config.sources:
             if not _is_glob(source):
                 self._fixed[source.name] = make_source(config, source)
@@ -97,22 +99,34 @@ class Hub:
         return self._latest
 
     def close(self) -> None:
-        for source in (*self._fixed.values(), *self._globbed.values()):
+        for source in (*self._fixed.values(), *(s for m in self._globbed.values() for s in m.values())):
             source.close()
 
     def _expand(self, source_config: SourceConfig) -> list[Source]:
-        """Each file a glob matches is a source of its own, named `<name>:<file name>`."""
+        """Each regular file a glob matches is a source of its own, named `<name>:<path below the glob's
+        fixed directory>`: `<name>:tcp.status` for `/run/openvpn/*.status`, `<name>:a/server.status` for
+        `/run/*/server.status`, so that two matches never share a name."""
         sources = []
+        matches = self._globbed.setdefault(source_config.name, {})
+        fixed = _fixed_prefix(source_config.target)
         for path in sorted(glob.glob(source_config.target)):
-            name = f"{source_config.name}:{path.rsplit('/', 1)[-1]}"
-            if name not in self._globbed:
-                self._globbed[name] = make_source(self.config, source_config, target=path, name=name)
-            sources.append(self._globbed[name])
-        prefix = f"{source_config.name}:"
+            # A socket, FIFO or directory in the status directory (management.sock) is no status file.
+            if not os.path.isfile(path):
+                continue
+            name = f"{source_config.name}:{path[len(fixed) :] if path.startswith(fixed) else path}"
+            if name not in matches:
+                matches[name] = make_source(self.config, source_config, target=path, name=name)
+            sources.append(matches[name])
         current = {s.name for s in sources}
-        for gone in [n for n in self._globbed if n.startswith(prefix) and n not in current]:
-            self._globbed.pop(gone).close()
+        for gone in [n for n in matches if n not in current]:
+            matches.pop(gone).close()
         return sources
+
+
+def _fixed_prefix(pattern: str) -> str:
+    """The directory part of a glob before its first wildcard, with its trailing slash ("" if none)."""
+    cut = min((i for i, c in enumerate(pattern) if c in _GLOB_CHARS), default=len(pattern))
+    return pattern[: pattern.rfind("/", 0, cut) + 1]
 
 
 def _is_glob(source: SourceConfig) -> bool:
