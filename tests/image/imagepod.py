@@ -57,9 +57,7 @@ def require_or_skip(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def docker(
-    *args: str, check: bool = True, timeout: float = 120, **env: str
-) -> subprocess.CompletedProcess[str]:
+def docker(*args: str, check: bool = True, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [DOCKER, *args],
         capture_output=True,
@@ -136,9 +134,7 @@ def _revision() -> str:
     git = shutil.which("git")
     if git is None:
         return "unknown"
-    proc = subprocess.run(
-        [git, "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-    )
+    proc = subprocess.run([git, "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
     return proc.stdout.strip() if proc.returncode == 0 else "unknown"
 
 
@@ -231,9 +227,7 @@ def make_pki(base: Path) -> Pki:
     ca_cert = _cert("pod-sim-ca", ca_key, ca_name, ca_key, ca=True, eku=None)
     tls_crypt = secrets.token_bytes(256).hex()
     tc_lines = [tls_crypt[i : i + 32] for i in range(0, len(tls_crypt), 32)]
-    tc_key = "\n".join(
-        ["-----BEGIN OpenVPN Static key V1-----", *tc_lines, "-----END OpenVPN Static key V1-----", ""]
-    )
+    tc_key = "\n".join(["-----BEGIN OpenVPN Static key V1-----", *tc_lines, "-----END OpenVPN Static key V1-----", ""])
     dirs = {}
     for role, cn, eku in (
         ("server", "pod-server", ExtendedKeyUsageOID.SERVER_AUTH),
@@ -286,9 +280,12 @@ route-noexec
 verb 3
 """
 
+# Both files, as a chart prepares and configures them; only a UDP server runs, so tcp.status stays the
+# empty file the init container made, and the exporter must still report the pod as up.
 EXPORTER_YAML = f"""\
 server_name: {SERVER_NAME}
 ovpnudpstatus: /run/openvpn/udp.status
+ovpntcpstatus: /run/openvpn/tcp.status
 """
 
 
@@ -413,9 +410,7 @@ def pod(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Ite
             "--volume", f"{status_dir}:/run/openvpn",
             images["openvpn"],
         )  # fmt: skip
-        wait_for(
-            "the OpenVPN server to initialise", lambda: _log_has(server, "Initialization Sequence Completed")
-        )
+        wait_for("the OpenVPN server to initialise", lambda: _log_has(server, "Initialization Sequence Completed"))
         server_pid = int(inspect(server)["State"]["Pid"])
         server_logs = docker("logs", server)
         logs = server_logs.stdout + server_logs.stderr
@@ -451,9 +446,7 @@ def pod(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Ite
             "--volume", f"{pki.client_dir}:/etc/openvpn/config:ro",
             images["openvpn"], "--config", "/etc/openvpn/config/client.conf",
         )  # fmt: skip
-        wait_for(
-            "the OpenVPN client to connect", lambda: _log_has(client, "Initialization Sequence Completed")
-        )
+        wait_for("the OpenVPN client to connect", lambda: _log_has(client, "Initialization Sequence Completed"))
 
         yield Pod(
             prefix=prefix,

@@ -9,9 +9,7 @@ from imagepod import EXPORTER_UID, docker, image_size, inspect, project_version
 SIZE_LIMIT = 130 * 1000 * 1000  # bytes, as docker reports image sizes (MB = 10^6 bytes)
 
 
-def _run(
-    image: str, *args: str, entrypoint: str | None = None, volumes: tuple[str, ...] = ()
-) -> tuple[int, str, str]:
+def _run(image: str, *args: str, entrypoint: str | None = None, volumes: tuple[str, ...] = ()) -> tuple[int, str, str]:
     """Run the image the way a restricted pod would: no network, read-only root, no capabilities."""
     cmd = ["run", "--rm", "--network", "none", "--read-only", "--cap-drop", "ALL"]
     if entrypoint is not None:
