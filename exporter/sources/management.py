@@ -126,6 +126,15 @@ class _Conversation:
                 raise ManagementError("malformed", f"{self.where}: not an OpenVPN management interface")
             self._fill()
 
+    def password_answer(self) -> str:
+        """The line after a password; OpenVPN 2.6 answers a wrong one only by prompting again (no newline)."""
+        while True:
+            if self.buffer.startswith(PASSWORD_PROMPT):
+                return PASSWORD_PROMPT.decode()
+            if b"\n" in self.buffer:
+                return self.line()
+            self._fill()
+
     def send(self, text: str) -> None:
         self.sock.settimeout(max(0.001, self.deadline - time.monotonic()))
         try:
@@ -236,7 +245,7 @@ class ManagementSource:
                 talk.begin("the password")
                 talk.send(self._password())
                 while True:
-                    said = talk.line()
+                    said = talk.password_answer()
                     if said.startswith(">"):
                         continue
                     if said == PASSWORD_OK:

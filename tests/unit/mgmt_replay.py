@@ -54,6 +54,7 @@ class ReplayServer:
     chunk: int = 0  # >0: send answers in pieces of this many bytes
     chunk_pause: float = 0.0
     silent: bool = False  # accept, then say nothing at all
+    bad_password_line: bytes = b""  # a line before the new prompt (older servers: "ERROR: bad password")
     received: list[str] = field(default_factory=list)
     connections: int = 0
     closed_by_client: int = 0
@@ -128,7 +129,9 @@ class ReplayServer:
                 if given.decode().rstrip("\r\n") == self.password:
                     conn.sendall(b"SUCCESS: password is correct\r\n")
                     break
-                conn.sendall(b"ERROR: bad password\r\n")
+                # OpenVPN 2.6 says nothing about a wrong password: it prompts again (seen on 2.6.14).
+                if self.bad_password_line:
+                    conn.sendall(self.bad_password_line)
         self._send(conn, self.capture.greeting)
         while True:
             line = reader.readline()

@@ -147,10 +147,13 @@ def test_password_is_sent_from_the_file_without_its_newline(
     assert server.received[0] == "<password>s3cret pass"
 
 
-def test_wrong_password_is_an_auth_error(servers: list[ReplayServer], sock_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("error_line", [b"", b"ERROR: bad password\r\n"], ids=["prompt-again", "error-line"])
+def test_wrong_password_is_an_auth_error(
+    servers: list[ReplayServer], sock_dir: Path, tmp_path: Path, error_line: bytes
+) -> None:
     secret = tmp_path / "mgmt.pass"
     secret.write_text("wrong\n")
-    server = serve(servers, UNIX_CAPTURE, sock_dir / "mgmt.sock", password="right")
+    server = serve(servers, UNIX_CAPTURE, sock_dir / "mgmt.sock", password="right", bad_password_line=error_line)
     reading = source(server.address, password_file=str(secret)).refresh()
     assert not reading.available
     assert "password rejected" in reading.error
