@@ -9,15 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.helpers import require_or_skip
-from tests.mgmt.mgmtlab import Instance, Lab, capability_problem, clean_leftovers
-
-PASSWORD = "correct horse battery staple"  # noqa: S105 (a test fixture's password)
-
-
-class MgmtLab:
-    def __init__(self, lab: Lab, instances: dict[str, Instance]) -> None:
-        self.lab = lab
-        self.instances = instances
+from tests.mgmt.mgmtlab import PASSWORD, Lab, MgmtLab, capability_problem, clean_leftovers
 
 
 @pytest.fixture(scope="session")

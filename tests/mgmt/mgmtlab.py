@@ -34,6 +34,7 @@ DIR_MARKER = "ovpnexp-mgmt-"
 _NS_RE = re.compile(rf"^{NS_PREFIX}(\d+)")
 _DIR_RE = re.compile(rf"{re.escape(DIR_MARKER)}(\d+)-")
 DEADLINE = 15.0
+PASSWORD = "correct horse battery staple"  # noqa: S105 (a test fixture's password)
 
 
 def _ip() -> str:
@@ -316,3 +317,11 @@ class Lab:
                 process.wait(5)
         _run(_ip(), "netns", "del", self.namespace)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class MgmtLab:
+    """The lab and its servers by case: unix, unix-password, tcp, tcp-password."""
+
+    def __init__(self, lab: Lab, instances: dict[str, Instance]) -> None:
+        self.lab = lab
+        self.instances = instances

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from exporter.sources.management import ManagementSource
-from tests.mgmt.conftest import PASSWORD, MgmtLab
+from tests.mgmt.mgmtlab import PASSWORD, MgmtLab
 from tests.unit.running_exporter import RunningExporter
 
 pytestmark = pytest.mark.integration
