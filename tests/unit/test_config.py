@@ -45,7 +45,10 @@ def test_missing_config_file_is_one_line(tmp_path: Path) -> None:
         timeout=30,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == f"openvpn-exporter: {tmp_path / 'nope.yaml'}: config file not found (pass its path with --config.file)"
+    assert (
+        result.stderr.strip()
+        == f"openvpn-exporter: {tmp_path / 'nope.yaml'}: config file not found (pass its path with --config.file)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -61,7 +64,12 @@ def test_missing_config_file_is_one_line(tmp_path: Path) -> None:
 def test_every_spelling_of_the_original(key: str, name: str, protocol: str) -> None:
     config = parse_config(f"{key}: /run/openvpn/x.status\n")
     (source,) = config.sources
-    assert (source.name, source.kind, source.target, source.protocol) == (name, "file", "/run/openvpn/x.status", protocol)
+    assert (source.name, source.kind, source.target, source.protocol) == (
+        name,
+        "file",
+        "/run/openvpn/x.status",
+        protocol,
+    )
     assert config.server_name == "openvpn-server"
     assert config.stale_after == DEFAULT_STALE_AFTER
 

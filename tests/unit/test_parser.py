@@ -226,8 +226,11 @@ def test_ambiguous_commas_are_skipped_not_guessed() -> None:
 
 
 def test_unknown_line_types_and_debug_errors_are_skipped() -> None:
-    text = V2_HEADER + v2_row("a") + "HEADER,ERRORS,Foo\nERRORS,something\n" + V2_TAIL.replace(
-        "END", "FUTURE_STATS,x,1\nEND"
+    text = (
+        V2_HEADER
+        + v2_row("a")
+        + "HEADER,ERRORS,Foo\nERRORS,something\n"
+        + V2_TAIL.replace("END", "FUTURE_STATS,x,1\nEND")
     )
     snap = parse_status(text)
     assert [s.common_name for s in snap.sessions] == ["a"]
@@ -262,7 +265,7 @@ def test_wrong_column_count_in_v3_is_rejected() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\n\n", b"END\n", b"\x00\x01\x02END\n", b"hello world\nEND\n", "TITLE\tx\nEND\n".encode(), b"\xff\xfe" * 50],
+    [b"", b"\n\n", b"END\n", b"\x00\x01\x02END\n", b"hello world\nEND\n", b"TITLE\tx\nEND\n", b"\xff\xfe" * 50],
 )
 def test_garbage_gives_the_typed_error(data: bytes) -> None:
     with pytest.raises(StatusParseError):

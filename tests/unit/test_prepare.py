@@ -10,7 +10,9 @@ from pathlib import Path
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "exporter", "prepare", *args], capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", "prepare", *args], capture_output=True, text=True, timeout=30
+    )
 
 
 def mode(path: Path) -> int:
