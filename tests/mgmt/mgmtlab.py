@@ -34,7 +34,7 @@ DIR_MARKER = "ovpnexp-mgmt-"
 _NS_RE = re.compile(rf"^{NS_PREFIX}(\d+)")
 _DIR_RE = re.compile(rf"{re.escape(DIR_MARKER)}(\d+)-")
 DEADLINE = 15.0
-PASSWORD = "correct horse battery staple"  # noqa: S105 (a test fixture's password)
+PASSWORD = "correct horse battery staple"
 
 
 def _ip() -> str:

@@ -8,7 +8,7 @@ import pytest
 from security.harness import PKI, make_pki, status_v3
 
 USER = "prometheus"
-PASSWORD = "scrape: me, please"  # noqa: S105 (a test credential; the colon must survive the split)
+PASSWORD = "scrape: me, please"
 
 
 @pytest.fixture(scope="session")

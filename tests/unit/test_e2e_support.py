@@ -210,7 +210,7 @@ def _values() -> dict[str, Any]:
     values: dict[str, Any] = sup.helm_values(
         exporter_image="openvpn-exporter:e2e-1",
         openvpn_image="openvpn-exporter-openvpn:e2e-1",
-        server_secret_name="srv",  # noqa: S106  (a Secret's name, not a password)
+        server_secret_name="srv",
         server_name="e2e-server",
     )
     return values

@@ -1,4 +1,3 @@
-# ruff: noqa: S106 (the passwords here are test fixtures)
 """The management-interface source against replays of real OpenVPN 2.6.14 management sessions.
 
 The real-OpenVPN counterpart of these tests is tests/mgmt/.

@@ -25,7 +25,7 @@ from exporter.webconfig import BasicAuth, ReloadingTLS, WebConfigError, parse_we
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 HARNESS = Path(__file__).resolve().parents[1] / "security" / "harness.py"
-PASSWORD = "correct horse"  # noqa: S105 (a test credential)
+PASSWORD = "correct horse"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
 
 
