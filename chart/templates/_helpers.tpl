@@ -180,6 +180,11 @@ Call with (dict "values" $values "proto" "udp").
 {{- toYaml $cfg }}
 {{- end }}
 
+{{/* The path the ServiceMonitor scrapes (/prom by default). Call with the values tree. */}}
+{{- define "openvpn-exporter.scrapePath" -}}
+{{- default .exporter.telemetryPath .serviceMonitor.path }}
+{{- end }}
+
 {{/* http or https for probes and the helm test. Call with the values tree. */}}
 {{- define "openvpn-exporter.scheme" -}}
 {{- if .exporter.webConfig.tls.enabled }}https{{ else }}http{{ end }}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -167,73 +168,121 @@ def promtool() -> str:
     return path
 
 
+RULES_FILE = CHART / "files" / "prometheus-rules.yaml"
+FILE_ALERTS = ["OpenVPNDown", "OpenVPNStatusStale", "OpenVPNStatusReadErrors", "OpenVPNSessionsDropped"]
+SCOPE = 'and on (instance) up{namespace="network", service="vpn-openvpn-exporter-metrics"}'
+
+
+def file_rules() -> list[dict[str, Any]]:
+    return [rule for group in yaml.safe_load(RULES_FILE.read_text())["groups"] for rule in group["rules"]]
+
+
 def test_prometheus_rules_pass_promtool(tmp_path: Path, helm_bin: str) -> None:
+    # monitoring-values: one file alert disabled, one additional rule.
     path = prometheus_rule_file(tmp_path, files=[CHART / "ci" / "monitoring-values.yaml"])
     result = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 6 rules found" in result.stdout, result.stdout
+    assert f"SUCCESS: {len(FILE_ALERTS) - 1 + 1} rules found" in result.stdout, result.stdout
+
+
+def test_prometheus_rule_is_the_rules_file_scoped_to_this_release(helm_bin: str) -> None:
+    """The chart ships the project's tested rules file: same alerts, durations, labels and annotations; only
+    the expression gains the release scope."""
+    rule = one(render({"prometheusRule": {"enabled": True}}), "PrometheusRule")
+    [group] = rule["spec"]["groups"]
+    assert group["name"] == "openvpn-exporter"
+    rendered = group["rules"]
+    assert [r["alert"] for r in file_rules()] == [r["alert"] for r in rendered] == FILE_ALERTS
+    for original, scoped in zip(file_rules(), rendered, strict=True):
+        assert scoped["expr"] == f"({original['expr'].strip()}) {SCOPE}"
+        assert {k: v for k, v in scoped.items() if k != "expr"} == {k: v for k, v in original.items() if k != "expr"}
+    # A custom selector replaces the default one verbatim.
+    custom = one(render({"prometheusRule": {"enabled": True, "selector": 'job="vpn"'}}), "PrometheusRule")
+    assert all(r["expr"].endswith(' and on (instance) up{job="vpn"}') for r in custom["spec"]["groups"][0]["rules"])
+
+
+def test_prometheus_rule_disabled_alerts_and_additional_rules(helm_bin: str) -> None:
+    extra = {"alert": "Mine", "expr": "vector(1)", "labels": {"severity": "info"}}
+    values = {
+        "prometheusRule": {"enabled": True, "disabledAlerts": ["OpenVPNSessionsDropped"], "additionalRules": [extra]}
+    }
+    groups = one(render(values), "PrometheusRule")["spec"]["groups"]
+    assert [r["alert"] for r in groups[0]["rules"]] == FILE_ALERTS[:3]
+    assert groups[1] == {"name": "vpn-openvpn-exporter.additional", "rules": [extra]}  # verbatim, not scoped
+    # Every file alert off and no extra rules: an empty but valid spec.
+    empty = one(render({"prometheusRule": {"enabled": True, "disabledAlerts": FILE_ALERTS}}), "PrometheusRule")
+    assert empty["spec"]["groups"] == []
+
+
+def test_schema_knows_exactly_the_file_alerts() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    rule_values = schema["properties"]["prometheusRule"]["properties"]
+    assert rule_values["disabledAlerts"]["items"]["enum"] == [r["alert"] for r in file_rules()]
+    assert "defaultRules" not in rule_values
+
+
+def _alert(labels: dict[str, str], annotations: dict[str, str]) -> dict[str, Any]:
+    return {"exp_labels": labels, "exp_annotations": annotations}
+
+
+def _series(name: str, labels: dict[str, str], **extra: str) -> str:
+    return name + "{" + ", ".join(f'{k}="{v}"' for k, v in {**labels, **extra}.items()) + "}"
 
 
 def test_prometheus_rules_fire_on_this_release_only(tmp_path: Path, helm_bin: str) -> None:
-    """promtool test rules: the default selector matches the series a ServiceMonitor scrape produces."""
+    """promtool test rules: the default selector matches the series a ServiceMonitor scrape of /prom produces
+    for this release; another exporter in the same Prometheus with the same failures fires nothing."""
     rules = prometheus_rule_file(tmp_path, {"prometheusRule": {"enabled": True}})
-    service = "vpn-openvpn-exporter-metrics"
-    mine = f'namespace="network", service="{service}", pod="vpn-0"'
-    other = 'namespace="other", service="other-metrics", pod="x-0"'
+    mine = "10.0.0.5:9234"
+    mine_labels = {"namespace": "network", "service": "vpn-openvpn-exporter-metrics", "pod": "vpn-0", "instance": mine}
+    other_labels = {"namespace": "other", "service": "other-metrics", "pod": "x-0", "instance": "10.0.9.9:9234"}
+    input_series = []
+    for labels in (mine_labels, other_labels):
+        input_series += [
+            {"series": _series("up", labels), "values": "1x14"},
+            {"series": _series("probe_success", labels, version="2.6.14"), "values": "1 1 0x12"},
+            {"series": _series("openvpn_exporter_source_up", labels, source="udp"), "values": "1 1 0x12"},
+            {"series": _series("openvpn_exporter_source_age_seconds", labels, source="udp"), "values": "5x14"},
+            {"series": _series("ovpn_sessions_total", labels), "values": "40x11 10x3"},
+            {
+                "series": _series("openvpn_exporter_read_errors_total", labels, source="udp", reason="torn"),
+                "values": "0+2x14",
+            },
+        ]
+    down = (
+        f"No status source of {mine} was read completely and fresh for 5 minutes (OpenVPN 2.6.14). Check that "
+        "OpenVPN runs and writes its status file or answers on its management interface."
+    )
+    stale = (
+        f"Source udp on {mine} has not been read completely and fresh for 5 minutes. OpenVPN may have stopped, "
+        "or the exporter cannot read its status file or socket."
+    )
+    errors = f"{mine} failed to read source udp 20 times in 10 minutes (reason: torn)."
+    dropped = f"{mine} has 10 sessions, less than half of what it had 10 minutes ago."
+    cases = [
+        ("4m", "OpenVPNDown", []),
+        ("9m", "OpenVPNDown", [_alert({"severity": "critical", **mine_labels, "version": "2.6.14"},
+                                      {"summary": f"OpenVPN is down on {mine}", "description": down})]),
+        ("9m", "OpenVPNStatusStale", [_alert({"severity": "warning", **mine_labels, "source": "udp"},
+                                             {"summary": "OpenVPN status source udp is stale or unreadable",
+                                              "description": stale})]),
+        ("14m", "OpenVPNStatusReadErrors", [_alert({"severity": "warning", "instance": mine, "source": "udp",
+                                                    "reason": "torn"},
+                                                   {"summary": "Read errors on OpenVPN status source udp",
+                                                    "description": errors})]),
+        ("13m", "OpenVPNSessionsDropped", [_alert({"severity": "warning", **mine_labels},
+                                                  {"summary": f"OpenVPN sessions dropped by more than half on {mine}",
+                                                   "description": dropped})]),
+    ]  # fmt: skip
     tests = {
         "rule_files": [str(rules)],
         "evaluation_interval": "1m",
         "tests": [
             {
                 "interval": "1m",
-                "input_series": [
-                    {"series": f'probe_success{{{mine}, version="2.6.14"}}', "values": "1 1 0x10"},
-                    {"series": f'probe_success{{{other}, version="2.6.14"}}', "values": "0x12"},
-                    {"series": f"up{{{mine}}}", "values": "1x12"},
-                    {"series": f"ovpn_sessions_total{{{mine}}}", "values": "40x5 10x10"},
-                ],
+                "input_series": input_series,
                 "alert_rule_test": [
-                    {"eval_time": "4m", "alertname": "OpenVPNDown", "exp_alerts": []},
-                    {
-                        "eval_time": "9m",
-                        "alertname": "OpenVPNDown",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {
-                                    "severity": "critical",
-                                    "namespace": "network",
-                                    "service": service,
-                                    "pod": "vpn-0",
-                                    "version": "2.6.14",
-                                },
-                                "exp_annotations": {
-                                    "summary": "OpenVPN is down or its status is stale",
-                                    "description": "No status source of vpn-0 in network was read completely and "
-                                    "fresh: OpenVPN stopped writing its status (down, hung or misconfigured).",
-                                },
-                            }
-                        ],
-                    },
-                    {"eval_time": "9m", "alertname": "OpenVPNExporterDown", "exp_alerts": []},
-                    {
-                        "eval_time": "12m",
-                        "alertname": "OpenVPNSessionsDropped",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {
-                                    "severity": "warning",
-                                    "namespace": "network",
-                                    "service": service,
-                                    "pod": "vpn-0",
-                                },
-                                "exp_annotations": {
-                                    "summary": "OpenVPN lost many sessions",
-                                    "description": "vpn-0 in network has 10 sessions, far below its maximum of "
-                                    "the last 30 minutes.",
-                                },
-                            }
-                        ],
-                    },
+                    {"eval_time": at, "alertname": name, "exp_alerts": alerts} for at, name, alerts in cases
                 ],
             }
         ],
@@ -242,3 +291,15 @@ def test_prometheus_rules_fire_on_this_release_only(tmp_path: Path, helm_bin: st
     path.write_text(yaml.safe_dump(tests))
     result = subprocess.run([promtool(), "test", "rules", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+    # The same input without the scope fires for the other exporter too: the scope is what keeps it out.
+    unscoped = yaml.safe_load(rules.read_text())
+    for rule in unscoped["groups"][0]["rules"]:
+        rule["expr"] = rule["expr"].removesuffix(" " + SCOPE)
+    rules.write_text(yaml.safe_dump(unscoped))
+    result = subprocess.run([promtool(), "test", "rules", str(path)], capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    # Each alert fails for the other exporter's instance.
+    for name in FILE_ALERTS:
+        assert f"alertname: {name}," in output, output
+    assert "10.0.9.9:9234" in output, output

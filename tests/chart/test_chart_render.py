@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from chart_helpers import (
     CHART,
     SCENARIOS,
@@ -20,10 +21,19 @@ from chart_helpers import (
     pod_spec,
     render,
     render_error,
+    run_helm,
     status_args,
 )
 
 EXPORTER_UID = 65532
+
+
+def notes_text(values: dict[str, Any], tmp_path: Path) -> str:
+    """NOTES.txt as `helm install` prints it (`helm template` leaves it out); --dry-run=client needs no cluster."""
+    values_file = tmp_path / "notes-values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    out = run_helm("install", "vpn", str(CHART), "--namespace", "network", "--dry-run=client", "-f", str(values_file))
+    return out.stdout.split("NOTES:", 1)[1]
 
 
 @pytest.fixture(params=SCENARIOS, ids=lambda p: p.name.removesuffix("-values.yaml"))
@@ -271,7 +281,8 @@ def test_servicemonitor_fields(helm_bin: str) -> None:
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     [endpoint] = monitor["spec"]["endpoints"]
     assert endpoint["port"] == "metrics"
-    assert endpoint["path"] == "/metrics"
+    # /prom: the OpenVPN metrics plus the openvpn_exporter_* series the alerts and dashboard read.
+    assert endpoint["path"] == "/prom"
     assert endpoint["interval"] == "15s"
     assert endpoint["scrapeTimeout"] == "5s"
     assert endpoint["honorLabels"] is True
@@ -284,7 +295,38 @@ def test_servicemonitor_fields(helm_bin: str) -> None:
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["network"]
     dashboard = one(manifests, "ConfigMap", "vpn-openvpn-exporter-dashboard")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
-    assert '"ovpn_sessions_total' in dashboard["data"]["openvpn-exporter.json"]
+    # The project's dashboard, byte for byte (tests/rules checks its metric names).
+    shipped = (CHART / "files" / "grafana-dashboard.json").read_text()
+    assert dashboard["data"]["openvpn-exporter.json"] == shipped.rstrip("\n")
+    assert not (CHART / "dashboards").exists()
+
+
+@pytest.mark.parametrize(
+    ("values", "path"),
+    [
+        ({}, "/prom"),
+        ({"serviceMonitor": {"path": ""}}, "/metrics"),
+        ({"serviceMonitor": {"path": ""}, "exporter": {"telemetryPath": "/ovpn"}}, "/ovpn"),
+        ({"serviceMonitor": {"path": "/custom"}}, "/custom"),
+    ],
+)
+def test_servicemonitor_path_helm_test_and_notes_agree(values: dict[str, Any], path: str, tmp_path: Path) -> None:
+    values = {**values, "serviceMonitor": {"enabled": True, **values.get("serviceMonitor", {})}}
+    manifests = render(values)
+    [endpoint] = one(manifests, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["path"] == path
+    [check] = one(manifests, "Pod")["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in check["env"]}
+    telemetry = values.get("exporter", {}).get("telemetryPath", "/metrics")
+    assert env["METRICS_URL"].endswith(f":9234{telemetry}")
+    # The hook also checks what Prometheus scrapes, when that is another path.
+    if path == telemetry:
+        assert "SCRAPE_URL" not in env
+    else:
+        assert env["SCRAPE_URL"] == f"http://vpn-openvpn-exporter-metrics.network.svc:9234{path}"
+    notes = notes_text(values, tmp_path)
+    assert f"A ServiceMonitor scrapes {path} every 30s." in notes
+    assert ("has no openvpn_exporter_* series" in notes) == (path == telemetry)
 
 
 def test_user_config_secret_is_mounted(helm_bin: str) -> None:
@@ -307,5 +349,6 @@ def test_helm_test_hook_checks_metrics(helm_bin: str) -> None:
     [check] = pod["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in check["env"]}
     assert env["METRICS_URL"] == "http://vpn-openvpn-exporter-metrics.network.svc:9234/metrics"
+    assert "SCRAPE_URL" not in env  # no ServiceMonitor: nothing else to check
     assert "ovpn_sessions_total" in check["command"][2]
     assert all(c["name"] != "openvpn-exporter" for c in all_containers(pod["spec"]))

@@ -28,6 +28,7 @@ from chart_helpers import (
     container,
     exporter_config,
     flag,
+    objects,
     one,
     pod_spec,
     render,
@@ -43,6 +44,8 @@ STATUS_FIXTURES = {
 SCENARIOS = {
     "default": [],
     "udp-tcp": [CHART / "ci" / "udp-tcp-loadbalancer-values.yaml"],
+    # ServiceMonitor on: its path (/prom) and the hook's second check run against the real exporter too.
+    "monitoring": [CHART / "ci" / "monitoring-values.yaml"],
 }
 
 
@@ -230,12 +233,26 @@ def test_rendered_pod_runs_against_real_status_files(
     for label, value in expected_out.items():
         assert samples[f'ovpn_bytes_out_total{{client="{label}"}}'] == str(value)
     assert len([k for k in samples if k.startswith("ovpn_bytes_in_total")]) == len(expected_in)
+    monitors = objects(manifests, "ServiceMonitor")
+    if monitors:
+        # What Prometheus scrapes: every OpenVPN series above plus the series the alerts and dashboard read.
+        [endpoint] = monitors[0]["spec"]["endpoints"]
+        scraped = httpx.get(f"{base}{endpoint['path']}", timeout=5)
+        assert scraped.status_code == 200
+        scraped_samples = metric_samples(scraped.text)
+        assert {k: scraped_samples.get(k) for k in samples} == samples
+        for status_path in status_paths:
+            source = Path(status_path).stem
+            assert float(scraped_samples[f'openvpn_exporter_source_up{{source="{source}"}}']) == 1
 
     # 6. The chart's `helm test` script accepts this exporter's answer.
     test_pod = one(manifests, "Pod")
     [check] = test_pod["spec"]["containers"]
     env = {e["name"]: e["value"] for e in check["env"] if "value" in e}
     env["METRICS_URL"] = base + urlsplit(env["METRICS_URL"]).path
+    if "SCRAPE_URL" in env:
+        env["SCRAPE_URL"] = base + urlsplit(env["SCRAPE_URL"]).path
+    assert ("SCRAPE_URL" in env) == bool(monitors)
     env["TIMEOUT_SECONDS"] = "10"
     assert check["command"][:2] == ["python3", "-c"]
     hook = subprocess.run(
@@ -247,6 +264,19 @@ def test_rendered_pod_runs_against_real_status_files(
     )
     assert hook.returncode == 0, hook.stdout + hook.stderr
     assert hook.stdout.startswith(f"OK {base}/metrics")
+    if monitors:
+        assert f"OK {base}/prom:" in hook.stdout
+        # The second check has teeth: a scrape path without the exporter's own series fails the hook.
+        wrong = {**env, "SCRAPE_URL": env["METRICS_URL"], "TIMEOUT_SECONDS": "0"}
+        failed = subprocess.run(
+            [sys.executable, "-c", check["command"][2]],
+            env={**os.environ, **wrong},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert "missing ['# TYPE openvpn_exporter_source_up gauge']" in failed.stderr
 
     # 7. SIGTERM stops it cleanly, as kubelet does.
     process.send_signal(signal.SIGTERM)

@@ -175,7 +175,11 @@ def test_service_monitor_selects_metrics_service(kube: Kube, e2e_env: E2EEnv) ->
     endpoint_ports = [e.get("port") for e in spec["endpoints"]]
     assert endpoint_ports, spec["endpoints"]
     assert all(p in ports for p in endpoint_ports), (endpoint_ports, list(ports))
-    assert all(e.get("path", "/metrics") == "/metrics" for e in spec["endpoints"]), spec["endpoints"]
+    # /prom: the OpenVPN families plus the openvpn_exporter_* series the alerts and the dashboard read; the
+    # path really serves both in the cluster.
+    assert [e.get("path") for e in spec["endpoints"]] == ["/prom"], spec["endpoints"]
+    scraped = {s.name for s in sup.parse_exposition(_get(kube, e2e_env, "/prom"))}
+    assert {"ovpn_sessions_total", "probe_success", "openvpn_exporter_source_up"} <= scraped, sorted(scraped)
     ns_selector = spec.get("namespaceSelector") or {}
     assert not ns_selector or e2e_env.namespace in ns_selector.get("matchNames", []), ns_selector
     assert monitors[0]["metadata"]["labels"].get("release") == "e2e", "extra labels from values are applied"

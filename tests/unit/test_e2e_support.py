@@ -289,6 +289,8 @@ def test_chart_renders_with_the_e2e_values(tmp_path: Path) -> None:
     ]
     assert selected == [metrics.service]
     assert monitors[0]["metadata"]["labels"]["release"] == "e2e"
+    # What tests/e2e asserts in the cluster: the scrape path is /prom (the exporter's own series included).
+    assert [e["path"] for e in monitors[0]["spec"]["endpoints"]] == ["/prom"]
 
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     pod = deployment["spec"]["template"]["spec"]
