@@ -11,7 +11,13 @@ whatever the bytes, the caller gets a Snapshot or that.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from itertools import repeat
+from operator import itemgetter, methodcaller
+from typing import Any
 
 from exporter.model import Route, Session, Snapshot
 
@@ -34,6 +40,7 @@ _FRAGMENTS = frozenset(t[i:] for t in _KNOWN_TYPES for i in range(1, len(t)))
 
 _CLIENT_REQUIRED = ("Common Name", "Real Address", "Bytes Received", "Bytes Sent")
 _ROUTE_REQUIRED = ("Virtual Address", "Common Name", "Real Address")
+_COUNTED = ("Bytes Received", "Bytes Sent", "Client ID", "Peer ID", "Connected Since (time_t)")
 
 
 class StatusParseError(Exception):
@@ -91,6 +98,64 @@ def _plausible_address(text: str) -> bool:
     return bool(text) and " " not in text and "," not in text
 
 
+# The fast path below builds rows column by column with C-level loops (map, zip, str methods) and hands
+# a block back to the line-by-line code whenever anything about it is unusual; the line-by-line code is
+# the reference behaviour, the fast path only ever reproduces what it would have built.
+_BLOCK = 4096  # rows split at a time: bounds the transient lists of a 100,000-row file
+_new_session: Callable[[Iterable[Any]], Session] = partial(tuple.__new__, Session)
+_new_route: Callable[[Iterable[Any]], Route] = partial(tuple.__new__, Route)
+# A column whose values are all "YYYY-MM-DD HH:MM:SS"-shaped is what normalise_time returns unchanged.
+_NEW_STYLE_TIMES = re.compile(r"(?:[^\n]{4}-[^\n]{5} [^\n]{8}\n)*")
+_client_id = itemgetter(12)  # Session.client_id
+_count_colons = methodcaller("count", ":")
+_is_digit = str.isdigit
+
+
+def _all_counts(column: Sequence[str]) -> bool:
+    return all(map(_is_digit, column))
+
+
+def _times(column: Sequence[str]) -> Sequence[str]:
+    """normalise_time over a column, skipping the per-value call when every value is already 2.5+ text."""
+    if _NEW_STYLE_TIMES.fullmatch("\n".join(column) + "\n"):
+        return column
+    return list(map(normalise_time, column))
+
+
+def _split_addresses(column: Sequence[str], default_protocol: str) -> tuple[Iterable[str], ...]:
+    """split_real_address over a column: (protocols, hosts, ports), the usual forms without a call per row."""
+    joined = ":".join(column)
+    if "[" not in joined:
+        colons = set(map(_count_colons, column))
+        if colons == {1}:  # "1.2.3.4:port", up to 2.6
+            fields = joined.split(":")
+            if _PROTOCOL_PREFIXES.keys().isdisjoint(fields[0::2]):
+                return repeat(default_protocol, len(column)), fields[0::2], fields[1::2]
+        elif colons == {2}:  # 2.7's "udp4:1.2.3.4:port": the prefix gives the protocol, never empty
+            fields = joined.split(":")
+            prefixes = fields[0::3]
+            if _PROTOCOL_PREFIXES.keys() >= set(prefixes):
+                return map(_PROTOCOL_PREFIXES.__getitem__, prefixes), fields[1::3], fields[2::3]
+    split = list(map(split_real_address, column))
+    protocols = [protocol or default_protocol for protocol, _, _ in split]
+    return protocols, [host for _, host, _ in split], [port for _, _, port in split]
+
+
+def _split_rows(lines: Sequence[str], sep: str, width: int, kind: str) -> list[list[str]] | None:
+    """The columns of `lines`, or None unless every line has exactly `width` fields (and `kind` first).
+
+    One split of the joined lines instead of one list per line: with the separator count of every line
+    checked first, field k of row r is at r * width + k.
+    """
+    if not lines or set(map(methodcaller("count", sep), lines)) != {width - 1}:
+        return None
+    fields = sep.join(lines).split(sep)
+    columns = [fields[i::width] for i in range(width)]
+    if kind and columns[0].count(kind) != len(lines):
+        return None
+    return columns
+
+
 def parse_status(data: bytes | str, default_protocol: str = "") -> Snapshot:
     """Parse one complete status text. `default_protocol` labels sessions whose address has no prefix."""
     try:
@@ -103,7 +168,7 @@ def parse_status(data: bytes | str, default_protocol: str = "") -> Snapshot:
 
 
 def _parse(text: str, default_protocol: str) -> Snapshot:
-    if not text.strip():
+    if not text or text.isspace():  # not text.strip(), which copies the whole text
         raise StatusParseError("empty", "status text is empty")
     if "\x00" in text:
         raise StatusParseError("malformed", "status text contains NUL bytes: not an OpenVPN status file")
@@ -128,7 +193,7 @@ def _parse(text: str, default_protocol: str) -> Snapshot:
     separator = first[len(token) : len(token) + 1]
     if separator not in ("\t", ","):
         raise StatusParseError("format", "not an OpenVPN status file (unrecognised first line)")
-    return _parse_v2v3(body, separator, 3 if separator == "\t" else 2, default_protocol)
+    return _parse_v2v3(body, separator, 3 if separator == "\t" else 2, default_protocol, text)
 
 
 def _columns(header: list[str], required: tuple[str, ...], what: str) -> dict[str, int]:
@@ -196,6 +261,70 @@ class _SessionBuilder:
         self.i_cid = get("Client ID")
         self.i_pid = get("Peer ID")
         self.i_cipher = get("Data Channel Cipher")
+        # The columns the validator requires to be counts (non-empty digits).
+        self.counted = [self.index[n] for n in _COUNTED if n in self.index]
+
+    def build_block(self, lines: Sequence[str], sep: str, kind: str) -> list[Session] | None:
+        """Sessions for rows that all have the header's width and valid values; None hands the block back.
+
+        `kind` is the line-type column: "CLIENT_LIST" in v2/v3, "" in v1.
+        """
+        offset = 1 if kind else 0
+        sessions: list[Session] = []
+        for start in range(0, len(lines), _BLOCK):
+            columns = _split_rows(lines[start : start + _BLOCK], sep, self.width + offset, kind)
+            if columns is None:
+                return None
+            built = self._from_columns(columns[offset:])
+            if built is None:
+                return None
+            sessions += built
+        return sessions
+
+    def _from_columns(self, columns: list[list[str]]) -> list[Session] | None:
+        if not all(_all_counts(columns[i]) for i in self.counted):
+            return None
+        real = columns[self.i_real]
+        joined = "".join(real)
+        if not all(real) or " " in joined or "," in joined:
+            return None
+        count = len(real)
+
+        def column(i: int | None) -> Iterable[str]:
+            return columns[i] if i is not None else repeat("", count)
+
+        protocols, hosts, ports = _split_addresses(real, self.default_protocol)
+        v4, v6 = column(self.i_v4), column(self.i_v6)
+        since = _times(columns[self.i_since]) if self.i_since is not None else repeat("", count)
+        since_t: Iterable[int | None] = (
+            map(int, columns[self.i_since_t]) if self.i_since_t is not None else repeat(None, count)
+        )
+        # Username and cipher take a handful of values: one string object each instead of one per row.
+        user = map(sys.intern, columns[self.i_user]) if self.i_user is not None else repeat("", count)
+        cipher = map(sys.intern, columns[self.i_cipher]) if self.i_cipher is not None else repeat("", count)
+        return list(
+            map(
+                _new_session,
+                zip(
+                    columns[self.i_cn],
+                    real,
+                    hosts,
+                    ports,
+                    protocols,
+                    v4,
+                    v6,
+                    map(int, columns[self.i_rx]),
+                    map(int, columns[self.i_tx]),
+                    since,
+                    since_t,
+                    user,
+                    column(self.i_cid),
+                    column(self.i_pid),
+                    cipher,
+                    strict=True,
+                ),
+            )
+        )
 
     def build(self, fields: list[str], comma_separated: bool) -> Session | None:
         """A Session, None for a row that cannot be read unambiguously; raises on a torn row."""
@@ -258,9 +387,41 @@ def _build_route(fields: list[str], index: dict[str, int], width: int, comma: bo
     )
 
 
+def _build_route_block(
+    lines: Sequence[str], sep: str, index: dict[str, int], width: int, kind: str
+) -> list[Route] | None:
+    """Routes for rows that all have the header's width and valid values; None hands the block back."""
+    offset = 1 if kind else 0
+    routes: list[Route] = []
+    for start in range(0, len(lines), _BLOCK):
+        columns = _split_rows(lines[start : start + _BLOCK], sep, width + offset, kind)
+        if columns is None:
+            return None
+        count = len(columns[0])
+        epochs: Iterable[int | None] = repeat(None, count)
+        if "Last Ref (time_t)" in index:
+            column = columns[index["Last Ref (time_t)"] + offset]
+            if not _all_counts(column):
+                return None  # empty values are allowed: the line-by-line code sorts them out
+            epochs = map(int, column)
+        last_ref = _times(columns[index["Last Ref"] + offset]) if "Last Ref" in index else repeat("", count)
+        routes += map(
+            _new_route,
+            zip(
+                columns[index["Virtual Address"] + offset],
+                columns[index["Common Name"] + offset],
+                columns[index["Real Address"] + offset],
+                last_ref,
+                epochs,
+                strict=True,
+            ),
+        )
+    return routes
+
+
 def _check_unique_connections(sessions: list[Session]) -> None:
     """Two rows for one connection mean old and new content were mixed by a torn read."""
-    ids = [s.client_id for s in sessions if s.client_id]
+    ids = list(filter(None, map(_client_id, sessions)))
     if len(ids) != len(set(ids)):
         raise StatusParseError("malformed", "a Client ID appears twice (mixed old and new content)")
     if not ids:
@@ -278,83 +439,146 @@ def _unknown_line(line: str, separator: str) -> None:
         raise StatusParseError("malformed", "a line starts mid-record (torn read)")
 
 
-def _parse_v2v3(body: list[str], sep: str, status_version: int, default_protocol: str) -> Snapshot:
-    comma = sep == ","
-    title = updated_text = ""
-    updated_epoch: int | None = None
-    sessions: list[Session] = []
-    routes: list[Route] = []
-    global_stats: list[tuple[str, str]] = []
-    builder: _SessionBuilder | None = None
-    route_index: dict[str, int] | None = None
-    route_width = 0
-    skipped = 0
-    section = 0  # 0 preamble, 1 client list, 2 routing table, 3 global stats: OpenVPN prints them in order
+class _V23Parser:
+    """status-version 2/3: the line-by-line state machine, plus whole blocks of rows at once."""
 
-    for line in body:
+    def __init__(self, sep: str, default_protocol: str) -> None:
+        self.sep = sep
+        self.comma = sep == ","
+        self.default_protocol = default_protocol
+        self.title = self.updated_text = ""
+        self.updated_epoch: int | None = None
+        self.sessions: list[Session] = []
+        self.routes: list[Route] = []
+        self.global_stats: list[tuple[str, str]] = []
+        self.builder: _SessionBuilder | None = None
+        self.route_index: dict[str, int] | None = None
+        self.route_width = 0
+        self.skipped = 0
+        self.section = 0  # 0 preamble, 1 client list, 2 routing table, 3 global stats: OpenVPN prints them in order
+
+    def feed(self, line: str) -> None:
+        sep = self.sep
         kind, _, rest = line.partition(sep)
         if kind == "CLIENT_LIST":
-            if section != 1 or builder is None:
+            if self.section != 1 or self.builder is None:
                 raise StatusParseError("malformed", "CLIENT_LIST row outside the client list")
-            session = builder.build(rest.split(sep), comma)
+            session = self.builder.build(rest.split(sep), self.comma)
             if session is None:
-                skipped += 1
+                self.skipped += 1
             else:
-                sessions.append(session)
+                self.sessions.append(session)
         elif kind == "ROUTING_TABLE":
-            if section != 2 or route_index is None:
+            if self.section != 2 or self.route_index is None:
                 raise StatusParseError("malformed", "ROUTING_TABLE row outside the routing table")
-            routes.append(_build_route(rest.split(sep), route_index, route_width, comma))
+            self.routes.append(_build_route(rest.split(sep), self.route_index, self.route_width, self.comma))
         elif kind == "HEADER":
             header = rest.split(sep)
-            if header[0] == "CLIENT_LIST" and section == 0:
-                builder = _SessionBuilder(header[1:], default_protocol)
-                section = 1
-            elif header[0] == "ROUTING_TABLE" and section == 1:
-                route_index = _columns(header[1:], _ROUTE_REQUIRED, "routing table")
-                route_width = len(header) - 1
-                section = 2
+            if header[0] == "CLIENT_LIST" and self.section == 0:
+                self.builder = _SessionBuilder(header[1:], self.default_protocol)
+                self.section = 1
+            elif header[0] == "ROUTING_TABLE" and self.section == 1:
+                self.route_index = _columns(header[1:], _ROUTE_REQUIRED, "routing table")
+                self.route_width = len(header) - 1
+                self.section = 2
             elif header[0] in ("CLIENT_LIST", "ROUTING_TABLE"):
                 raise StatusParseError("malformed", f"HEADER {header[0]} out of order")
             else:
-                skipped += 1
+                self.skipped += 1
         elif kind == "GLOBAL_STATS":
-            if section < 2:
+            if self.section < 2:
                 raise StatusParseError("malformed", "GLOBAL_STATS before the routing table")
-            section = 3
+            self.section = 3
             name, _, value = rest.partition(sep)
-            global_stats.append((name, value))
+            self.global_stats.append((name, value))
         elif kind == "TITLE":
-            if section != 0 or title:
+            if self.section != 0 or self.title:
                 raise StatusParseError("malformed", "TITLE out of place")
-            title = rest
+            self.title = rest
         elif kind == "TIME":
-            if section != 0 or updated_text:
+            if self.section != 0 or self.updated_text:
                 raise StatusParseError("malformed", "TIME out of place")
             text, _, epoch = rest.rpartition(sep)
-            updated_text, updated_epoch = normalise_time(text) or text, _epoch(epoch)
+            self.updated_text, self.updated_epoch = normalise_time(text) or text, _epoch(epoch)
         else:
             _unknown_line(line, sep)
-            skipped += 1
+            self.skipped += 1
 
-    if section < 2:
-        raise StatusParseError("malformed", "status text lacks the client list or routing table header")
-    _check_unique_connections(sessions)
-    product, version = _product_version(title)
-    return Snapshot(
-        kind="server",
-        status_version=status_version,
-        product=product,
-        version=version,
-        title=title,
-        updated_text=updated_text,
-        updated_epoch=updated_epoch,
-        sessions=tuple(sessions),
-        routes=tuple(routes),
-        global_stats=tuple(global_stats),
-        client_stats=(),
-        skipped_lines=skipped,
-    )
+    def client_block(self, lines: Sequence[str]) -> bool:
+        """Rows that feed() would turn into sessions without a skip or an error; False if not sure."""
+        if self.section != 1 or self.builder is None:
+            return False
+        sessions = self.builder.build_block(lines, self.sep, "CLIENT_LIST")
+        if sessions is None:
+            return False
+        self.sessions += sessions
+        return True
+
+    def route_block(self, lines: Sequence[str]) -> bool:
+        if self.section != 2 or self.route_index is None:
+            return False
+        routes = _build_route_block(lines, self.sep, self.route_index, self.route_width, "ROUTING_TABLE")
+        if routes is None:
+            return False
+        self.routes += routes
+        return True
+
+    def snapshot(self, status_version: int) -> Snapshot:
+        if self.section < 2:
+            raise StatusParseError("malformed", "status text lacks the client list or routing table header")
+        _check_unique_connections(self.sessions)
+        product, version = _product_version(self.title)
+        return Snapshot(
+            kind="server",
+            status_version=status_version,
+            product=product,
+            version=version,
+            title=self.title,
+            updated_text=self.updated_text,
+            updated_epoch=self.updated_epoch,
+            sessions=tuple(self.sessions),
+            routes=tuple(self.routes),
+            global_stats=tuple(self.global_stats),
+            client_stats=(),
+            skipped_lines=self.skipped,
+        )
+
+
+def _parse_v2v3(body: list[str], sep: str, status_version: int, default_protocol: str, text: str = "") -> Snapshot:
+    parser = _parse_v2v3_blocks(body, sep, default_protocol, text) if text else None
+    if parser is None:
+        parser = _V23Parser(sep, default_protocol)
+        for line in body:
+            parser.feed(line)
+    return parser.snapshot(status_version)
+
+
+def _parse_v2v3_blocks(body: list[str], sep: str, default_protocol: str, text: str) -> _V23Parser | None:
+    """Feed the few other lines one by one, the client and route rows as two blocks.
+
+    `text` counts the rows of each type: when they do not form one contiguous block each, or a block
+    holds anything the line-by-line code would skip, recover or reject, the answer is None and the
+    caller parses line by line (which then reports exactly what it always has).
+    """
+    parser = _V23Parser(sep, default_protocol)
+    at = 0
+    for kind, block in (("CLIENT_LIST", parser.client_block), ("ROUTING_TABLE", parser.route_block)):
+        prefix = kind + sep
+        count = text.count("\n" + prefix)
+        if not count:
+            continue
+        while at < len(body) and not body[at].startswith(prefix):
+            parser.feed(body[at])
+            at += 1
+        try:
+            if not block(body[at : at + count]):
+                return None
+        except (ValueError, IndexError):
+            return None  # e.g. a digit int() does not take: the line-by-line code says what it always has
+        at += count
+    for line in body[at:]:
+        parser.feed(line)
+    return parser
 
 
 def _product_version(title: str) -> tuple[str, str]:
@@ -379,21 +603,30 @@ def _parse_v1(body: list[str], default_protocol: str) -> Snapshot:
         raise StatusParseError("malformed", "GLOBAL STATS before ROUTING TABLE")
 
     builder = _SessionBuilder(body[2].split(","), default_protocol)
-    sessions: list[Session] = []
+    client_lines = body[3:routing_at]
+    sessions: list[Session] | None = None
     skipped = 0
-    for line in body[3:routing_at]:
-        session = builder.build(line.split(","), comma_separated=True)
-        if session is None:
-            skipped += 1
-        else:
-            sessions.append(session)
+    if client_lines:
+        try:
+            sessions = builder.build_block(client_lines, ",", "")
+        except (ValueError, IndexError):
+            sessions = None
+    if sessions is None:
+        sessions, skipped = _v1_sessions(builder, client_lines)
 
     routes: list[Route] = []
     if routing_at + 1 < stats_at:
         route_header = body[routing_at + 1].split(",")
         route_index = _columns(route_header, _ROUTE_REQUIRED, "routing table")
-        for line in body[routing_at + 2 : stats_at]:
-            routes.append(_build_route(line.split(","), route_index, len(route_header), True))
+        route_lines = body[routing_at + 2 : stats_at]
+        try:
+            fast_routes = _build_route_block(route_lines, ",", route_index, len(route_header), "")
+        except (ValueError, IndexError):
+            fast_routes = None
+        if fast_routes is None:
+            fast_routes = [_build_route(line.split(","), route_index, len(route_header), True) for line in route_lines]
+        routes = fast_routes
+    sessions = _join_virtual_addresses(sessions, routes)
     global_stats = tuple((name, value) for name, _, value in (line.rpartition(",") for line in body[stats_at + 1 :]))
     _check_unique_connections(sessions)
     return Snapshot(
@@ -404,7 +637,7 @@ def _parse_v1(body: list[str], default_protocol: str) -> Snapshot:
         title="",
         updated_text=updated_text,
         updated_epoch=None,
-        sessions=_join_virtual_addresses(sessions, routes),
+        sessions=tuple(sessions),
         routes=tuple(routes),
         global_stats=global_stats,
         client_stats=(),
@@ -412,12 +645,26 @@ def _parse_v1(body: list[str], default_protocol: str) -> Snapshot:
     )
 
 
-def _join_virtual_addresses(sessions: list[Session], routes: list[Route]) -> tuple[Session, ...]:
+def _v1_sessions(builder: _SessionBuilder, lines: list[str]) -> tuple[list[Session], int]:
+    sessions: list[Session] = []
+    skipped = 0
+    for line in lines:
+        session = builder.build(line.split(","), comma_separated=True)
+        if session is None:
+            skipped += 1
+        else:
+            sessions.append(session)
+    return sessions, skipped
+
+
+def _join_virtual_addresses(sessions: list[Session], routes: list[Route]) -> list[Session]:
     """v1 has no virtual address column: take it from the routes, keyed by the connection's Real Address.
 
     A client may own several routes (IPv4, IPv6, iroutes like 10.1.0.0/24, cached `C` entries, MACs in
     TAP mode): the host address of each family is its virtual address.
     """
+    if not sessions:
+        return sessions
     v4: dict[str, str] = {}
     v6: dict[str, str] = {}
     for route in routes:
@@ -428,10 +675,12 @@ def _join_virtual_addresses(sessions: list[Session], routes: list[Route]) -> tup
             v4.setdefault(route.real_address, address)
         elif ":" in address and address.count(":") != 5:  # five colons: a MAC, not IPv6
             v6.setdefault(route.real_address, address)
-    return tuple(
-        s._replace(virtual_address=v4.get(s.real_address, ""), virtual_ipv6_address=v6.get(s.real_address, ""))
-        for s in sessions
-    )
+
+    columns: list[Sequence[Any]] = list(zip(*sessions, strict=True))
+    real: Sequence[str] = columns[1]  # Session.real_address
+    columns[5] = [v4.get(r, "") for r in real]  # Session.virtual_address
+    columns[6] = [v6.get(r, "") for r in real]  # Session.virtual_ipv6_address
+    return list(map(_new_session, zip(*columns, strict=True)))
 
 
 def _parse_client_mode(body: list[str]) -> Snapshot:

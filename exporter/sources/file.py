@@ -15,6 +15,7 @@ import os
 import stat
 import threading
 import time
+from typing import BinaryIO
 
 from exporter.model import Snapshot
 from exporter.parser import StatusParseError, parse_status
@@ -27,6 +28,7 @@ RETRY_PAUSE = 0.005
 # File timestamps tick with the kernel's coarse clock (a few ms): a file modified this recently may
 # still be changing within the same tick, so its stat key is not trusted for caching yet.
 SETTLE_SECONDS = 0.05
+_CHUNK = 1 << 20
 
 
 class _ReadFailure(Exception):
@@ -76,7 +78,7 @@ class FileSource:
             if attempt:
                 time.sleep(RETRY_PAUSE)
             data = self._read()
-            if data != self._read():
+            if not self._reads_again(data):
                 failure = StatusParseError("torn", "status file changed while it was read")
                 continue
             try:
@@ -122,6 +124,40 @@ class FileSource:
         return st
 
     def _read(self) -> bytes:
+        with self._open() as handle:
+            try:
+                data = handle.read(self.max_bytes + 1)
+            except OSError as exc:
+                raise _ReadFailure("unreadable", f"{self.path}: {exc.strerror or exc}") from None
+        if len(data) > self.max_bytes:
+            raise _ReadFailure("too_large", f"{self.path}: grew over max_file_bytes ({self.max_bytes})")
+        return data
+
+    def _reads_again(self, data: bytes) -> bool:
+        """The second read of the double read, compared chunk by chunk: no second copy of a 30 MB file.
+
+        Reads to the end (up to max_bytes + 1) even after a difference, so that the failures it reports
+        are those of a full second read.
+        """
+        view = memoryview(data)
+        offset = 0
+        same = True
+        with self._open() as handle:
+            while True:
+                try:
+                    chunk = handle.read(_CHUNK)
+                except OSError as exc:
+                    raise _ReadFailure("unreadable", f"{self.path}: {exc.strerror or exc}") from None
+                if not chunk:
+                    break
+                if same and view[offset : offset + len(chunk)] != chunk:
+                    same = False
+                offset += len(chunk)
+                if offset > self.max_bytes:
+                    raise _ReadFailure("too_large", f"{self.path}: grew over max_file_bytes ({self.max_bytes})")
+        return same and offset == len(data)
+
+    def _open(self) -> BinaryIO:
         try:
             # O_NONBLOCK: a FIFO swapped in after the stat must not hang the scrape.
             fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -131,16 +167,11 @@ class FileSource:
             raise _ReadFailure("permission", f"{self.path}: permission denied") from None
         except OSError as exc:
             raise _ReadFailure("unreadable", f"{self.path}: {exc.strerror or exc}") from None
-        with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise _ReadFailure("not_regular", f"{self.path}: not a regular file")
-            try:
-                data = handle.read(self.max_bytes + 1)
-            except OSError as exc:
-                raise _ReadFailure("unreadable", f"{self.path}: {exc.strerror or exc}") from None
-        if len(data) > self.max_bytes:
-            raise _ReadFailure("too_large", f"{self.path}: grew over max_file_bytes ({self.max_bytes})")
-        return data
+        handle = os.fdopen(fd, "rb")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            handle.close()
+            raise _ReadFailure("not_regular", f"{self.path}: not a regular file")
+        return handle
 
     def _reading(self, *, available: bool, error: str) -> Reading:
         if error != self._last_logged:
