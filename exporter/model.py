@@ -1,13 +1,20 @@
 """The snapshot: one immutable model of what a status source said at one moment.
 
-Sessions and routes are NamedTuples rather than dataclasses because a 100,000-client status file
-creates that many of each on every change, and tuple construction is several times cheaper.
+Sessions and routes are stored column by column (one exact tuple per field): a 100,000-client status file
+then costs a few dozen container objects instead of 200,000 row objects. That matters beyond memory:
+NamedTuples are tuple subclasses, which CPython's cyclic GC never untracks, so every row object would be
+rescanned by every full collection for as long as the snapshot lives. Exact tuples of strings and ints are
+untracked by the first collection they survive.
+
+`Session` and `Route` stay the row types: `snapshot.sessions` and `snapshot.routes` build them on first use
+(and keep them) for the slow paths that want rows; the hot views read the columns.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
 
 HANDSHAKE_CN = "UNDEF"
 
@@ -43,9 +50,129 @@ class Route(NamedTuple):
     last_ref_epoch: int | None
 
 
+def _columns_of(rows: Iterable[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
+    columns = list(zip(*rows, strict=True))
+    return columns if columns else [()] * width
+
+
+class SessionTable:
+    """The sessions of a snapshot, one exact tuple per Session field (same names, same order)."""
+
+    __slots__ = Session._fields
+
+    common_name: tuple[str, ...]
+    real_address: tuple[str, ...]
+    remote_host: tuple[str, ...]
+    remote_port: tuple[str, ...]
+    protocol: tuple[str, ...]
+    virtual_address: tuple[str, ...]
+    virtual_ipv6_address: tuple[str, ...]
+    bytes_received: tuple[int, ...]
+    bytes_sent: tuple[int, ...]
+    connected_since: tuple[str, ...]
+    connected_since_epoch: tuple[int | None, ...]
+    username: tuple[str, ...]
+    client_id: tuple[str, ...]
+    peer_id: tuple[str, ...]
+    cipher: tuple[str, ...]
+
+    def __init__(self, columns: Sequence[Iterable[Any]]) -> None:
+        """`columns` in Session field order; each becomes an exact tuple. All must have one length."""
+        if len(columns) != len(Session._fields):
+            raise ValueError(f"a session table has {len(Session._fields)} columns, got {len(columns)}")
+        values = [tuple(c) for c in columns]
+        if len(set(map(len, values))) > 1:
+            raise ValueError("session table columns differ in length")
+        for name, value in zip(Session._fields, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Session]) -> SessionTable:
+        return cls(_columns_of(rows, len(Session._fields)))
+
+    def columns(self) -> tuple[tuple[Any, ...], ...]:
+        return tuple(getattr(self, name) for name in Session._fields)
+
+    def rows(self) -> tuple[Session, ...]:
+        return tuple(map(Session._make, zip(*self.columns(), strict=True)))
+
+    def __len__(self) -> int:
+        return len(self.common_name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"SessionTable is immutable: cannot set {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SessionTable):
+            return NotImplemented
+        return self is other or self.columns() == other.columns()
+
+    def __hash__(self) -> int:
+        return hash(self.columns())
+
+    def __repr__(self) -> str:
+        return f"SessionTable({len(self)} sessions)"
+
+
+class RouteTable:
+    """The routes of a snapshot, one exact tuple per Route field (same names, same order)."""
+
+    __slots__ = Route._fields
+
+    virtual_address: tuple[str, ...]
+    common_name: tuple[str, ...]
+    real_address: tuple[str, ...]
+    last_ref: tuple[str, ...]
+    last_ref_epoch: tuple[int | None, ...]
+
+    def __init__(self, columns: Sequence[Iterable[Any]]) -> None:
+        if len(columns) != len(Route._fields):
+            raise ValueError(f"a route table has {len(Route._fields)} columns, got {len(columns)}")
+        values = [tuple(c) for c in columns]
+        if len(set(map(len, values))) > 1:
+            raise ValueError("route table columns differ in length")
+        for name, value in zip(Route._fields, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Route]) -> RouteTable:
+        return cls(_columns_of(rows, len(Route._fields)))
+
+    def columns(self) -> tuple[tuple[Any, ...], ...]:
+        return tuple(getattr(self, name) for name in Route._fields)
+
+    def rows(self) -> tuple[Route, ...]:
+        return tuple(map(Route._make, zip(*self.columns(), strict=True)))
+
+    def __len__(self) -> int:
+        return len(self.virtual_address)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"RouteTable is immutable: cannot set {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RouteTable):
+            return NotImplemented
+        return self is other or self.columns() == other.columns()
+
+    def __hash__(self) -> int:
+        return hash(self.columns())
+
+    def __repr__(self) -> str:
+        return f"RouteTable({len(self)} routes)"
+
+
+EMPTY_SESSIONS = SessionTable([()] * len(Session._fields))
+EMPTY_ROUTES = RouteTable([()] * len(Route._fields))
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Everything one complete status text holds."""
+    """Everything one complete status text holds.
+
+    Equality compares the tables column by column (the same answer as comparing the rows); the row
+    caches take no part in it, nor in repr, which shows the rows as the row-based model always did.
+    """
 
     kind: Literal["server", "client"]
     status_version: int  # 1, 2 or 3 (the client-mode file reports 1)
@@ -54,11 +181,51 @@ class Snapshot:
     title: str
     updated_text: str
     updated_epoch: int | None
-    sessions: tuple[Session, ...]
-    routes: tuple[Route, ...]
+    session_table: SessionTable
+    route_table: RouteTable
     global_stats: tuple[tuple[str, str], ...]
     client_stats: tuple[tuple[str, int], ...]
     skipped_lines: int  # unknown line types and ambiguous rows that were passed over
+    # Rows built on first access by the slow paths (HTML page, extended metrics, tests).
+    _session_rows: tuple[Session, ...] | None = field(default=None, init=False, repr=False, compare=False)
+    _route_rows: tuple[Route, ...] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def sessions(self) -> tuple[Session, ...]:
+        rows = self._session_rows
+        if rows is None:
+            rows = self.session_table.rows()
+            object.__setattr__(self, "_session_rows", rows)
+        return rows
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        rows = self._route_rows
+        if rows is None:
+            rows = self.route_table.rows()
+            object.__setattr__(self, "_route_rows", rows)
+        return rows
+
+    @property
+    def session_count(self) -> int:
+        return len(self.session_table)
+
+    def __repr__(self) -> str:
+        fields = (
+            ("kind", self.kind),
+            ("status_version", self.status_version),
+            ("product", self.product),
+            ("version", self.version),
+            ("title", self.title),
+            ("updated_text", self.updated_text),
+            ("updated_epoch", self.updated_epoch),
+            ("sessions", self.session_table.rows()),
+            ("routes", self.route_table.rows()),
+            ("global_stats", self.global_stats),
+            ("client_stats", self.client_stats),
+            ("skipped_lines", self.skipped_lines),
+        )
+        return "Snapshot(" + ", ".join(f"{name}={value!r}" for name, value in fields) + ")"
 
     def global_stat(self, name: str) -> str | None:
         for key, value in self.global_stats:

@@ -12,14 +12,21 @@ whatever the bytes, the caller gets a Snapshot or that.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Iterable, Sequence
-from functools import partial
 from itertools import repeat
-from operator import itemgetter, methodcaller
+from operator import methodcaller
 from typing import Any
 
-from exporter.model import Route, Session, Snapshot
+from exporter.model import (
+    EMPTY_ROUTES,
+    EMPTY_SESSIONS,
+    HANDSHAKE_CN,
+    Route,
+    RouteTable,
+    Session,
+    SessionTable,
+    Snapshot,
+)
 
 MONTHS = {
     "Jan": "01", "Feb": "02", "Mar": "03", "Apr": "04", "May": "05", "Jun": "06",
@@ -102,11 +109,10 @@ def _plausible_address(text: str) -> bool:
 # a block back to the line-by-line code whenever anything about it is unusual; the line-by-line code is
 # the reference behaviour, the fast path only ever reproduces what it would have built.
 _BLOCK = 4096  # rows split at a time: bounds the transient lists of a 100,000-row file
-_new_session: Callable[[Iterable[Any]], Session] = partial(tuple.__new__, Session)
-_new_route: Callable[[Iterable[Any]], Route] = partial(tuple.__new__, Route)
+_SESSION_WIDTH = len(Session._fields)
+_ROUTE_WIDTH = len(Route._fields)
 # A column whose values are all "YYYY-MM-DD HH:MM:SS"-shaped is what normalise_time returns unchanged.
 _NEW_STYLE_TIMES = re.compile(r"(?:[^\n]{4}-[^\n]{5} [^\n]{8}\n)*")
-_client_id = itemgetter(12)  # Session.client_id
 _count_colons = methodcaller("count", ":")
 _is_digit = str.isdigit
 
@@ -154,6 +160,43 @@ def _split_rows(lines: Sequence[str], sep: str, width: int, kind: str) -> list[l
     if kind and columns[0].count(kind) != len(lines):
         return None
     return columns
+
+
+class _Rows:
+    """The rows of one type, collected column by column in order, whether they come one by one or as blocks."""
+
+    def __init__(self, width: int) -> None:
+        self._columns: list[list[Any]] = [[] for _ in range(width)]
+        self._pending: list[tuple[Any, ...]] = []
+
+    def add_row(self, row: tuple[Any, ...]) -> None:
+        self._pending.append(row)
+
+    def add_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        self._pending += rows
+
+    def add_columns(self, columns: Sequence[Iterable[Any]]) -> None:
+        self._flush()
+        for column, values in zip(self._columns, columns, strict=True):
+            column += values
+
+    def __len__(self) -> int:
+        return len(self._columns[0]) + len(self._pending)
+
+    def columns(self) -> list[list[Any]]:
+        self._flush()
+        return self._columns
+
+    def _flush(self) -> None:
+        if self._pending:
+            for column, values in zip(self._columns, zip(*self._pending, strict=True), strict=True):
+                column += values
+            self._pending = []
+
+
+def _shared(column: Iterable[str], memo: dict[str, str]) -> list[str]:
+    """One string object per distinct value (UNDEF, cipher names, equal times) instead of one per row."""
+    return list(map(memo.setdefault, column, column))
 
 
 def parse_status(data: bytes | str, default_protocol: str = "") -> Snapshot:
@@ -263,14 +306,16 @@ class _SessionBuilder:
         self.i_cipher = get("Data Channel Cipher")
         # The columns the validator requires to be counts (non-empty digits).
         self.counted = [self.index[n] for n in _COUNTED if n in self.index]
+        self.memo: dict[str, str] = {}  # shared string objects for the low-cardinality columns
 
-    def build_block(self, lines: Sequence[str], sep: str, kind: str) -> list[Session] | None:
-        """Sessions for rows that all have the header's width and valid values; None hands the block back.
+    def build_block(self, lines: Sequence[str], sep: str, kind: str) -> _Rows | None:
+        """Session columns for rows that all have the header's width and valid values; None hands the
+        block back.
 
         `kind` is the line-type column: "CLIENT_LIST" in v2/v3, "" in v1.
         """
         offset = 1 if kind else 0
-        sessions: list[Session] = []
+        sessions = _Rows(_SESSION_WIDTH)
         for start in range(0, len(lines), _BLOCK):
             columns = _split_rows(lines[start : start + _BLOCK], sep, self.width + offset, kind)
             if columns is None:
@@ -278,10 +323,11 @@ class _SessionBuilder:
             built = self._from_columns(columns[offset:])
             if built is None:
                 return None
-            sessions += built
+            sessions.add_columns(built)
         return sessions
 
-    def _from_columns(self, columns: list[list[str]]) -> list[Session] | None:
+    def _from_columns(self, columns: list[list[str]]) -> list[list[Any]] | None:
+        """The Session columns (in field order) of one block of split rows, or None to hand it back."""
         if not all(_all_counts(columns[i]) for i in self.counted):
             return None
         real = columns[self.i_real]
@@ -299,32 +345,33 @@ class _SessionBuilder:
         since_t: Iterable[int | None] = (
             map(int, columns[self.i_since_t]) if self.i_since_t is not None else repeat(None, count)
         )
-        # Username and cipher take a handful of values: one string object each instead of one per row.
-        user = map(sys.intern, columns[self.i_user]) if self.i_user is not None else repeat("", count)
-        cipher = map(sys.intern, columns[self.i_cipher]) if self.i_cipher is not None else repeat("", count)
-        return list(
-            map(
-                _new_session,
-                zip(
-                    columns[self.i_cn],
-                    real,
-                    hosts,
-                    ports,
-                    protocols,
-                    v4,
-                    v6,
-                    map(int, columns[self.i_rx]),
-                    map(int, columns[self.i_tx]),
-                    since,
-                    since_t,
-                    user,
-                    column(self.i_cid),
-                    column(self.i_pid),
-                    cipher,
-                    strict=True,
-                ),
-            )
-        )
+        # Username, cipher and connect times take few distinct values: one string object per value.
+        memo = self.memo
+        user = _shared(columns[self.i_user], memo) if self.i_user is not None else repeat("", count)
+        cipher = _shared(columns[self.i_cipher], memo) if self.i_cipher is not None else repeat("", count)
+        names = columns[self.i_cn]
+        if HANDSHAKE_CN in names:
+            names = [HANDSHAKE_CN if name == HANDSHAKE_CN else name for name in names]
+        built: list[list[Any]] = [
+            names,
+            real,
+            list(hosts),
+            list(ports),
+            list(protocols),
+            list(v4),
+            list(v6),
+            list(map(int, columns[self.i_rx])),
+            list(map(int, columns[self.i_tx])),
+            _shared(since, memo),
+            list(since_t),
+            list(user),
+            list(column(self.i_cid)),
+            list(column(self.i_pid)),
+            list(cipher),
+        ]
+        if len(set(map(len, built))) != 1:
+            return None
+        return built
 
     def build(self, fields: list[str], comma_separated: bool) -> Session | None:
         """A Session, None for a row that cannot be read unambiguously; raises on a torn row."""
@@ -387,12 +434,10 @@ def _build_route(fields: list[str], index: dict[str, int], width: int, comma: bo
     )
 
 
-def _build_route_block(
-    lines: Sequence[str], sep: str, index: dict[str, int], width: int, kind: str
-) -> list[Route] | None:
-    """Routes for rows that all have the header's width and valid values; None hands the block back."""
+def _build_route_block(lines: Sequence[str], sep: str, index: dict[str, int], width: int, kind: str) -> _Rows | None:
+    """Route columns for rows that all have the header's width and valid values; None hands the block back."""
     offset = 1 if kind else 0
-    routes: list[Route] = []
+    routes = _Rows(_ROUTE_WIDTH)
     for start in range(0, len(lines), _BLOCK):
         columns = _split_rows(lines[start : start + _BLOCK], sep, width + offset, kind)
         if columns is None:
@@ -405,29 +450,39 @@ def _build_route_block(
                 return None  # empty values are allowed: the line-by-line code sorts them out
             epochs = map(int, column)
         last_ref = _times(columns[index["Last Ref"] + offset]) if "Last Ref" in index else repeat("", count)
-        routes += map(
-            _new_route,
-            zip(
-                columns[index["Virtual Address"] + offset],
-                columns[index["Common Name"] + offset],
-                columns[index["Real Address"] + offset],
-                last_ref,
-                epochs,
-                strict=True,
-            ),
-        )
+        built: list[list[Any]] = [
+            columns[index["Virtual Address"] + offset],
+            columns[index["Common Name"] + offset],
+            columns[index["Real Address"] + offset],
+            list(last_ref),
+            list(epochs),
+        ]
+        if len(set(map(len, built))) != 1:
+            return None
+        routes.add_columns(built)
     return routes
 
 
-def _check_unique_connections(sessions: list[Session]) -> None:
+def _check_unique_connections(sessions: SessionTable) -> None:
     """Two rows for one connection mean old and new content were mixed by a torn read."""
-    ids = list(filter(None, map(_client_id, sessions)))
+    ids = list(filter(None, sessions.client_id))
     if len(ids) != len(set(ids)):
         raise StatusParseError("malformed", "a Client ID appears twice (mixed old and new content)")
     if not ids:
-        addresses = [s.real_address for s in sessions if s.remote_port]
+        addresses = [real for real, port in zip(sessions.real_address, sessions.remote_port, strict=True) if port]
         if len(addresses) != len(set(addresses)):
             raise StatusParseError("malformed", "a Real Address appears twice (mixed old and new content)")
+
+
+def _tables(sessions: _Rows, routes: _Rows) -> tuple[SessionTable, RouteTable]:
+    session_columns = sessions.columns()
+    route_columns = routes.columns()
+    if session_columns[0] and route_columns[0]:
+        # A route repeats its client's Common Name and Real Address: keep one string object for both.
+        for route_i, session_i in ((1, 0), (2, 1)):
+            memo = dict(zip(session_columns[session_i], session_columns[session_i], strict=True))
+            route_columns[route_i] = list(map(memo.get, route_columns[route_i], route_columns[route_i]))
+    return SessionTable(session_columns), RouteTable(route_columns)
 
 
 def _unknown_line(line: str, separator: str) -> None:
@@ -448,8 +503,8 @@ class _V23Parser:
         self.default_protocol = default_protocol
         self.title = self.updated_text = ""
         self.updated_epoch: int | None = None
-        self.sessions: list[Session] = []
-        self.routes: list[Route] = []
+        self.sessions = _Rows(_SESSION_WIDTH)
+        self.routes = _Rows(_ROUTE_WIDTH)
         self.global_stats: list[tuple[str, str]] = []
         self.builder: _SessionBuilder | None = None
         self.route_index: dict[str, int] | None = None
@@ -467,11 +522,11 @@ class _V23Parser:
             if session is None:
                 self.skipped += 1
             else:
-                self.sessions.append(session)
+                self.sessions.add_row(session)
         elif kind == "ROUTING_TABLE":
             if self.section != 2 or self.route_index is None:
                 raise StatusParseError("malformed", "ROUTING_TABLE row outside the routing table")
-            self.routes.append(_build_route(rest.split(sep), self.route_index, self.route_width, self.comma))
+            self.routes.add_row(_build_route(rest.split(sep), self.route_index, self.route_width, self.comma))
         elif kind == "HEADER":
             header = rest.split(sep)
             if header[0] == "CLIENT_LIST" and self.section == 0:
@@ -511,7 +566,7 @@ class _V23Parser:
         sessions = self.builder.build_block(lines, self.sep, "CLIENT_LIST")
         if sessions is None:
             return False
-        self.sessions += sessions
+        self.sessions.add_columns(sessions.columns())
         return True
 
     def route_block(self, lines: Sequence[str]) -> bool:
@@ -520,13 +575,14 @@ class _V23Parser:
         routes = _build_route_block(lines, self.sep, self.route_index, self.route_width, "ROUTING_TABLE")
         if routes is None:
             return False
-        self.routes += routes
+        self.routes.add_columns(routes.columns())
         return True
 
     def snapshot(self, status_version: int) -> Snapshot:
         if self.section < 2:
             raise StatusParseError("malformed", "status text lacks the client list or routing table header")
-        _check_unique_connections(self.sessions)
+        sessions, routes = _tables(self.sessions, self.routes)
+        _check_unique_connections(sessions)
         product, version = _product_version(self.title)
         return Snapshot(
             kind="server",
@@ -536,8 +592,8 @@ class _V23Parser:
             title=self.title,
             updated_text=self.updated_text,
             updated_epoch=self.updated_epoch,
-            sessions=tuple(self.sessions),
-            routes=tuple(self.routes),
+            session_table=sessions,
+            route_table=routes,
             global_stats=tuple(self.global_stats),
             client_stats=(),
             skipped_lines=self.skipped,
@@ -604,7 +660,7 @@ def _parse_v1(body: list[str], default_protocol: str) -> Snapshot:
 
     builder = _SessionBuilder(body[2].split(","), default_protocol)
     client_lines = body[3:routing_at]
-    sessions: list[Session] | None = None
+    sessions: _Rows | None = None
     skipped = 0
     if client_lines:
         try:
@@ -614,7 +670,7 @@ def _parse_v1(body: list[str], default_protocol: str) -> Snapshot:
     if sessions is None:
         sessions, skipped = _v1_sessions(builder, client_lines)
 
-    routes: list[Route] = []
+    routes = _Rows(_ROUTE_WIDTH)
     if routing_at + 1 < stats_at:
         route_header = body[routing_at + 1].split(",")
         route_index = _columns(route_header, _ROUTE_REQUIRED, "routing table")
@@ -624,11 +680,15 @@ def _parse_v1(body: list[str], default_protocol: str) -> Snapshot:
         except (ValueError, IndexError):
             fast_routes = None
         if fast_routes is None:
-            fast_routes = [_build_route(line.split(","), route_index, len(route_header), True) for line in route_lines]
+            fast_routes = _Rows(_ROUTE_WIDTH)
+            fast_routes.add_rows(
+                _build_route(line.split(","), route_index, len(route_header), True) for line in route_lines
+            )
         routes = fast_routes
-    sessions = _join_virtual_addresses(sessions, routes)
+    _join_virtual_addresses(sessions, routes)
     global_stats = tuple((name, value) for name, _, value in (line.rpartition(",") for line in body[stats_at + 1 :]))
-    _check_unique_connections(sessions)
+    session_table, route_table = _tables(sessions, routes)
+    _check_unique_connections(session_table)
     return Snapshot(
         kind="server",
         status_version=1,
@@ -637,50 +697,49 @@ def _parse_v1(body: list[str], default_protocol: str) -> Snapshot:
         title="",
         updated_text=updated_text,
         updated_epoch=None,
-        sessions=tuple(sessions),
-        routes=tuple(routes),
+        session_table=session_table,
+        route_table=route_table,
         global_stats=global_stats,
         client_stats=(),
         skipped_lines=skipped,
     )
 
 
-def _v1_sessions(builder: _SessionBuilder, lines: list[str]) -> tuple[list[Session], int]:
-    sessions: list[Session] = []
+def _v1_sessions(builder: _SessionBuilder, lines: list[str]) -> tuple[_Rows, int]:
+    sessions = _Rows(_SESSION_WIDTH)
     skipped = 0
     for line in lines:
         session = builder.build(line.split(","), comma_separated=True)
         if session is None:
             skipped += 1
         else:
-            sessions.append(session)
+            sessions.add_row(session)
     return sessions, skipped
 
 
-def _join_virtual_addresses(sessions: list[Session], routes: list[Route]) -> list[Session]:
+def _join_virtual_addresses(sessions: _Rows, routes: _Rows) -> None:
     """v1 has no virtual address column: take it from the routes, keyed by the connection's Real Address.
 
     A client may own several routes (IPv4, IPv6, iroutes like 10.1.0.0/24, cached `C` entries, MACs in
     TAP mode): the host address of each family is its virtual address.
     """
-    if not sessions:
-        return sessions
+    if not len(sessions):
+        return
     v4: dict[str, str] = {}
     v6: dict[str, str] = {}
-    for route in routes:
-        address = route.virtual_address
+    route_columns = routes.columns()
+    for address, real_address in zip(route_columns[0], route_columns[2], strict=True):  # Route fields 0 and 2
         if "/" in address or address.endswith("C") or "@" in address:
             continue
         if address.count(".") == 3 and ":" not in address:
-            v4.setdefault(route.real_address, address)
+            v4.setdefault(real_address, address)
         elif ":" in address and address.count(":") != 5:  # five colons: a MAC, not IPv6
-            v6.setdefault(route.real_address, address)
+            v6.setdefault(real_address, address)
 
-    columns: list[Sequence[Any]] = list(zip(*sessions, strict=True))
+    columns = sessions.columns()
     real: Sequence[str] = columns[1]  # Session.real_address
     columns[5] = [v4.get(r, "") for r in real]  # Session.virtual_address
     columns[6] = [v6.get(r, "") for r in real]  # Session.virtual_ipv6_address
-    return list(map(_new_session, zip(*columns, strict=True)))
 
 
 def _parse_client_mode(body: list[str]) -> Snapshot:
@@ -703,8 +762,8 @@ def _parse_client_mode(body: list[str]) -> Snapshot:
         title="",
         updated_text=updated_text,
         updated_epoch=None,
-        sessions=(),
-        routes=(),
+        session_table=EMPTY_SESSIONS,
+        route_table=EMPTY_ROUTES,
         global_stats=(),
         client_stats=tuple(stats),
         skipped_lines=0,
