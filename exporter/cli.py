@@ -103,7 +103,9 @@ def open_listener(host: str, port: int) -> socket.socket:
         candidates = [(info[0], str(info[4][0])) for info in infos]
     last: OSError | None = None
     for family, address in candidates:
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only for a TCP-protocol
+        # listener, and without it every response on a kept-alive connection waits ~40 ms for a delayed ACK.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6 and host == "":
