@@ -8,21 +8,21 @@ summed into one series: the contract forbids two samples with one label set, and
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from fnmatch import fnmatchcase
-from itertools import chain
+from itertools import chain, compress
 from operator import itemgetter
+from typing import TypeVar
 
 from exporter.config import MetricsConfig
 from exporter.hub import UNKNOWN_VERSION, ServerState
-from exporter.model import HANDSHAKE_CN, Session
+from exporter.model import HANDSHAKE_CN, SessionTable
 from exporter.views.exposition import escape_label, family, sample
 
-_common_name = itemgetter(0)  # Session.common_name
-_protocol = itemgetter(4)  # Session.protocol
-_received = itemgetter(7)  # Session.bytes_received
-_sent = itemgetter(8)  # Session.bytes_sent
 _first = itemgetter(0)
 _second = itemgetter(1)
+_T = TypeVar("_T")
 
 
 def wanted(common_name: str, metrics: MetricsConfig) -> bool:
@@ -31,36 +31,66 @@ def wanted(common_name: str, metrics: MetricsConfig) -> bool:
     return not any(fnmatchcase(common_name, p) for p in metrics.exclude)
 
 
+def live_tables(state: ServerState) -> list[SessionTable]:
+    """The session tables of the live readings, in reading order."""
+    return [r.snapshot.session_table for r in state.live_readings() if r.snapshot is not None]
+
+
+def live_column(tables: list[SessionTable], name: str) -> Sequence[_T]:
+    """One column over several tables: the table's own tuple when there is one table, no copy."""
+    if len(tables) == 1:
+        column: Sequence[_T] = getattr(tables[0], name)
+        return column
+    return list(chain.from_iterable(getattr(t, name) for t in tables))
+
+
 def per_client_totals(state: ServerState, metrics: MetricsConfig) -> dict[str, list[int]]:
+    """Byte totals by `client` label, read from the columns: no row objects."""
     totals: dict[str, list[int]] = {}
     filtering = bool(metrics.include or metrics.exclude)
-    for _, session in state.sessions():
-        if session.in_handshake or (filtering and not wanted(session.common_name, metrics)):
-            continue
-        label = f"{session.common_name}_{session.protocol or 'udp'}"
-        entry = totals.get(label)
-        if entry is None:
-            totals[label] = [session.bytes_received, session.bytes_sent]
-        else:
-            entry[0] += session.bytes_received
-            entry[1] += session.bytes_sent
+    verdicts: dict[str, bool] = {}  # include/exclude per distinct CN (duplicate-cn repeats names)
+    for table in live_tables(state):
+        for name, protocol, received, sent in zip(
+            table.common_name, table.protocol, table.bytes_received, table.bytes_sent, strict=True
+        ):
+            if name == HANDSHAKE_CN:
+                continue
+            if filtering:
+                keep = verdicts.get(name)
+                if keep is None:
+                    keep = verdicts[name] = wanted(name, metrics)
+                if not keep:
+                    continue
+            label = f"{name}_{protocol or 'udp'}"
+            entry = totals.get(label)
+            if entry is None:
+                totals[label] = [received, sent]
+            else:
+                entry[0] += received
+                entry[1] += sent
     return totals
 
 
 def session_count(state: ServerState) -> int:
-    sessions = _live_sessions(state)
-    return len(sessions) - list(map(_common_name, sessions)).count(HANDSHAKE_CN)
+    return sum(len(t) - t.common_name.count(HANDSHAKE_CN) for t in live_tables(state))
 
 
-def _live_sessions(state: ServerState) -> list[Session]:
-    return list(chain.from_iterable(r.snapshot.sessions for r in state.live_readings() if r.snapshot is not None))
+def _summed_duplicates(keys: list[str], received: Sequence[int], sent: Sequence[int]) -> dict[str, tuple[int, int]]:
+    """Byte totals of the labels that several sessions share; only those rows are visited one by one."""
+    shared = {key for key, count in Counter(keys).items() if count > 1}
+    sums: dict[str, tuple[int, int]] = {}
+    for key, rx, tx in compress(zip(keys, received, sent, strict=True), map(shared.__contains__, keys)):
+        total = sums.get(key)
+        sums[key] = (rx, tx) if total is None else (total[0] + rx, total[1] + tx)
+    return sums
 
 
 def _client_samples(state: ServerState, metrics: MetricsConfig) -> tuple[list[str], list[int], list[int]]:
     """Sorted `client` labels (escaped) with their byte totals.
 
     Without include/exclude filters the work is done column by column with C-level loops (map, zip,
-    sorted, %-formatting); with filters, per_client_totals() does it session by session.
+    sorted, %-formatting) and only rows whose label repeats are summed one by one; with filters,
+    per_client_totals() does it row by row (still over the columns).
     """
     if metrics.include or metrics.exclude:
         totals = per_client_totals(state, metrics)
@@ -68,19 +98,23 @@ def _client_samples(state: ServerState, metrics: MetricsConfig) -> tuple[list[st
         received = [totals[label][0] for label in labels]
         sent = [totals[label][1] for label in labels]
     else:
-        sessions = _live_sessions(state)
-        names = list(map(_common_name, sessions))
+        tables = live_tables(state)
+        names: Sequence[str] = live_column(tables, "common_name")
+        protocols: Sequence[str] = live_column(tables, "protocol")
+        received_column: Sequence[int] = live_column(tables, "bytes_received")
+        sent_column: Sequence[int] = live_column(tables, "bytes_sent")
         if HANDSHAKE_CN in names:
-            sessions = [s for s in sessions if not s.in_handshake]
-            names = list(map(_common_name, sessions))
-        protocols = list(map(_protocol, sessions))
+            keep = list(map(HANDSHAKE_CN.__ne__, names))
+            names = list(compress(names, keep))
+            protocols = list(compress(protocols, keep))
+            received_column = list(compress(received_column, keep))
+            sent_column = list(compress(sent_column, keep))
         if "" in protocols:
             protocols = [p or "udp" for p in protocols]
         keys = list(map("%s_%s".__mod__, zip(names, protocols, strict=True)))
-        pairs: dict[str, tuple[int, int]] | dict[str, list[int]]
-        pairs = dict(zip(keys, zip(map(_received, sessions), map(_sent, sessions), strict=True), strict=True))
+        pairs = dict(zip(keys, zip(received_column, sent_column, strict=True), strict=True))
         if len(pairs) != len(keys):  # sessions share a label: sum them
-            pairs = per_client_totals(state, metrics)
+            pairs.update(_summed_duplicates(keys, received_column, sent_column))
         labels = sorted(pairs)
         values = list(map(pairs.__getitem__, labels))
         received = list(map(_first, values))

@@ -60,7 +60,7 @@ class ExporterCollector(Collector):
                 updated.add_metric([reading.name], reading.last_update)
                 age.add_metric([reading.name], max(0.0, state.taken_at - reading.last_update))
             if reading.snapshot is not None:
-                sessions.add_metric([reading.name], len(reading.snapshot.sessions))
+                sessions.add_metric([reading.name], len(reading.snapshot.session_table))
                 skipped.add_metric([reading.name], reading.snapshot.skipped_lines)
             for reason, count in reading.read_errors:
                 errors.add_metric([reading.name, reason], count)
