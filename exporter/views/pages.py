@@ -6,12 +6,21 @@ both. The stylesheet is served by the exporter itself.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from html import escape
+from itertools import chain, islice
 
 from exporter.hub import ServerState
-from exporter.views.sessions import session_state
+from exporter.model import HANDSHAKE_CN
+from exporter.views.metrics import live_tables
 
 STYLESHEET_PATH = "/assets/style.css"
+# A browser table of 100,000 rows is tens of megabytes that nobody scrolls through; /sessions has them all.
+PAGE_ROWS = 5_000
+_PAGE_COLUMNS = (
+    "protocol", "common_name", "remote_host", "remote_port", "virtual_address", "virtual_ipv6_address",
+    "connected_since", "bytes_received", "bytes_sent",
+)  # fmt: skip
 
 
 def _page(title: str, body_class: str, body: str) -> str:
@@ -56,26 +65,38 @@ def human_bytes(count: int) -> str:
     raise AssertionError("unreachable")
 
 
+def _page_rows(state: ServerState) -> Iterator[tuple[str, str, str, str, str, str, str, int, int]]:
+    """The first PAGE_ROWS sessions as plain tuples, read from the columns: no Session rows are built."""
+    tables = live_tables(state)
+    every = chain.from_iterable(zip(*(getattr(t, name) for name in _PAGE_COLUMNS), strict=True) for t in tables)
+    return islice(every, PAGE_ROWS)
+
+
 def render_sessions_page(state: ServerState) -> str:
     rows = []
-    count = 0
-    for _, session in state.sessions():
-        count += 1
-        protocol = session.protocol or "udp"
-        status = session_state(session)
+    count = sum(map(len, live_tables(state)))
+    for protocol, name, host, port, v4, v6, since, received, sent in _page_rows(state):
+        protocol = protocol or "udp"
+        status = "CONNECTING" if name == HANDSHAKE_CN else "ESTABLISHED"
         rows.append(
             "<tr>"
             f'<td><span class="badge {protocol}">{escape(protocol.upper())}</span></td>'
-            f"<td>{escape(session.common_name)}</td>"
-            f"<td>{escape(session.remote_host)}</td>"
-            f"<td>{escape(session.remote_port)}</td>"
-            f"<td>{escape(session.virtual_address or session.virtual_ipv6_address)}</td>"
+            f"<td>{escape(name)}</td>"
+            f"<td>{escape(host)}</td>"
+            f"<td>{escape(port)}</td>"
+            f"<td>{escape(v4 or v6)}</td>"
             f'<td><span class="state {status.lower()}">{status}</span></td>'
-            f"<td>{escape(session.connected_since)}</td>"
-            f"<td>{human_bytes(session.bytes_received)}</td>"
-            f"<td>{human_bytes(session.bytes_sent)}</td>"
+            f"<td>{escape(since)}</td>"
+            f"<td>{human_bytes(received)}</td>"
+            f"<td>{human_bytes(sent)}</td>"
             "</tr>"
         )
+    truncated = (
+        f'<p class="truncated">Showing the first {PAGE_ROWS:,} of {count:,} sessions;'
+        ' <a href="/sessions_local">/sessions_local</a> lists them all.</p>\n'
+        if count > PAGE_ROWS
+        else ""
+    )
     if rows:
         table = (
             '<div class="table-card"><table>\n<thead><tr>'
@@ -99,6 +120,6 @@ def render_sessions_page(state: ServerState) -> str:
 <div class="stat-card">
 <div class="stat-value" id="active-count">{count}</div><div class="stat-label">Active Connections</div>
 </div>
-{table}
+{truncated}{table}
 <footer>Showing {count} active connection(s)</footer>"""
     return _page("OpenVPN Local Clients", "sessions", body)
