@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import require_or_skip
 from tests.mgmt.mgmtlab import PASSWORD, Lab, MgmtLab, capability_problem, clean_leftovers
+from tests.support.common import require_or_skip
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import require_or_skip
 from tests.rules.promql_names import exposed_names, metric_names
+from tests.support.common import require_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "chart" / "files" / "prometheus-rules.yaml"

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from exporter.app import ExporterApp
 from exporter.config import parse_config
-from tests.helpers import CAPTURED, RECONSTRUCTED
+from tests.support.common import CAPTURED, RECONSTRUCTED
 
 # SPEC 2.2, with the byte counts of reconstructed/v3_2.6.15_tcp_single.status.
 SPEC_METRICS = """\

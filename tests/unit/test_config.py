@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter.config import DEFAULT_STALE_AFTER, ConfigError, parse_config, parse_duration
-from tests.helpers import FIXTURES
+from tests.support.common import FIXTURES
 
 BAD_CONFIGS = sorted((FIXTURES / "configs").glob("bad-*.yaml"))
 

@@ -14,7 +14,7 @@ from exporter.config import ConfigError, MetricsConfig, parse_config
 from exporter.hub import Hub
 from exporter.parser import parse_status
 from exporter.views.metrics import render_metrics
-from tests.helpers import CAPTURED
+from tests.support.common import CAPTURED
 
 UDP_V3 = CAPTURED / "server-udp-status-v3.log"  # duplicate-cn: client1 twice
 TCP_V2 = CAPTURED / "server-tcp-userpass-status-v2.log"  # usernames alice, bob

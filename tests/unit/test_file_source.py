@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter.sources.file import FileSource
-from tests.helpers import CAPTURED
+from tests.support.common import CAPTURED
 
 UDP_V3 = CAPTURED / "server-udp-status-v3.log"
 

@@ -10,7 +10,7 @@ from exporter.config import parse_config
 from exporter.hub import Hub
 from exporter.views.metrics import render_metrics
 from exporter.views.selfmetrics import ExporterCollector
-from tests.helpers import CAPTURED
+from tests.support.common import CAPTURED
 
 UDP_V3 = CAPTURED / "server-udp-status-v3.log"  # client1 x2, client2
 TCP_V3 = CAPTURED / "server-tcp-userpass-status-v3.log"  # client2 (bob), client3 (alice)

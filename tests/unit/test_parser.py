@@ -8,7 +8,7 @@ import pytest
 
 from exporter.model import Snapshot
 from exporter.parser import StatusParseError, TornStatusError, normalise_time, parse_status, split_real_address
-from tests.helpers import CAPTURED, FIXTURES, RECONSTRUCTED, management_block
+from tests.support.common import CAPTURED, FIXTURES, RECONSTRUCTED, management_block
 
 
 def parse_file(path: str, protocol: str = "udp") -> Snapshot:
