@@ -8,23 +8,21 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
-from .exporterproc import Exporter, exporter_bin
-from .lab import MARKER, Client, Lab, Server, capability_problem, clean_leftovers, wait_for
+from tests.support.common import missing, wait_for
+from tests.support.exporter_process import console_script
+
+from .exporterproc import Exporter
+from .lab import MARKER, Client, Lab, Server, capability_problem, clean_leftovers
 
 XSS = "<img src=x onerror=alert(1)>"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATUS_VERSIONS = [1, 2, 3]
 
 
-def require_or_skip(reason: str) -> NoReturn:
-    """Skip locally, but in CI a missing prerequisite of this required suite is a failure."""
-    if os.environ.get("CI"):
-        pytest.fail(f"required integration prerequisite missing (CI is set): {reason}", pytrace=False)
-    pytest.skip(reason)
+require_or_skip = missing
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +34,7 @@ def artifacts_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def exporter_binary() -> str:
-    binary = exporter_bin()
+    binary = console_script()
     if binary is None:
         require_or_skip("the openvpn-exporter console script is not installed (pip install -e .)")
     return binary

@@ -1,12 +1,7 @@
-"""The exporter as users run it: its console script in a separate process, configured by a YAML file."""
+"""The exporter as users run it, configured by a YAML file, with the scrapes the integration suite asserts on."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,56 +9,22 @@ from typing import Any
 import httpx
 import yaml
 
-from .lab import free_port, wait_for
+from tests.support.exporter_process import ExporterProcess
+
 from .promtext import Scrape
 
-START_TIMEOUT = 15.0
 
-
-def exporter_bin() -> str | None:
-    """The console script next to the running interpreter (the venv), else on PATH."""
-    here = Path(sys.executable).parent / "openvpn-exporter"
-    if here.exists() and os.access(here, os.X_OK):
-        return str(here)
-    return shutil.which("openvpn-exporter")
-
-
-class Exporter:
+class Exporter(ExporterProcess):
     def __init__(self, binary: str, workdir: Path, config: dict[str, Any], name: str = "exporter") -> None:
-        self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
         self.config_path = workdir / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = workdir / f"{name}.out"
-        with open(self.log, "wb") as out:
-            self.popen = subprocess.Popen(
-                [binary, "--config.file", str(self.config_path), "--web.listen-address", f"127.0.0.1:{self.port}"],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self.http = httpx.Client(base_url=self.base, timeout=10.0)
-        try:
-            wait_for(self._ready, START_TIMEOUT, f"the exporter on {self.base} to answer /-/ready")
-        except BaseException:
-            self.stop()
-            raise
-
-    def _ready(self) -> bool:
-        if self.popen.poll() is not None:
-            raise RuntimeError(f"exporter exited with {self.popen.returncode}:\n{self.output()}")
-        try:
-            return self.http.get("/-/ready").status_code == 200
-        except httpx.TransportError:
-            return False
+        super().__init__(self.config_path, workdir / f"{name}.out", command=[binary])
+        self.base = self.url
 
     def output(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
+        return super().output()[-4000:]
 
     def get(self, path: str) -> httpx.Response:
         return self.http.get(path)
@@ -93,14 +54,3 @@ class Exporter:
                     f"{scrape.text}\nexporter output:\n{self.output()}"
                 )
             time.sleep(0.2)
-
-    def stop(self) -> int | None:
-        self.http.close()
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-        return self.popen.returncode

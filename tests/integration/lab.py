@@ -17,132 +17,37 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support import netns
+from tests.support.common import wait_for
+from tests.support.exporter_process import stop_process
+from tests.support.netns import ip_bin, openvpn_bin
+from tests.support.pki import CertPair, PkiDir
+
 from . import statusfile
-from .pki import CertPair, Pki
 
 MARKER = "ovpnexp-it-"
 NS_PREFIX = "ovpnit"
-_MARKER_RE = re.compile(re.escape(MARKER) + r"(\d+)-")
-_NS_RE = re.compile(re.escape(NS_PREFIX) + r"(\d+)[a-z]")
 
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 
 
-def wait_for(check: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
-    """Poll `check` until it returns something truthy; never sleep a fixed time for a real process."""
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except (OSError, ValueError, KeyError) as exc:  # files half-written, sockets not up yet
-            last_exc = exc
-        if time.monotonic() > deadline:
-            suffix = f" (last error: {last_exc!r})" if last_exc else ""
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{suffix}")
-        time.sleep(interval)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def ip_bin() -> str:
-    return shutil.which("ip") or "/usr/sbin/ip"
-
-
-def openvpn_bin() -> str | None:
-    return shutil.which("openvpn") or next(
-        (p for p in ("/usr/sbin/openvpn", "/sbin/openvpn") if os.access(p, os.X_OK)), None
-    )
-
-
-def _run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=30)
-
-
 def clean_leftovers() -> list[str]:
-    """Kill processes and delete namespaces/temp dirs that a killed earlier run of this suite left behind.
-
-    Only things that carry our marker and whose owning pytest PID is gone are touched.
-    """
-    cleaned: list[str] = []
-    me = os.getpid()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        m = _MARKER_RE.search(cmdline)
-        if not m:
-            continue
-        owner = int(m.group(1))
-        if owner == me or _pid_alive(owner):
-            continue
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(int(entry.name), signal.SIGKILL)
-            cleaned.append(f"process {entry.name}: {cmdline[:120]}")
-    tmp = Path(tempfile.gettempdir())
-    for d in tmp.glob(MARKER + "*"):
-        m = _MARKER_RE.match(d.name + "-")
-        if m and int(m.group(1)) != me and not _pid_alive(int(m.group(1))):
-            shutil.rmtree(d, ignore_errors=True)
-            cleaned.append(f"directory {d}")
-    listing = _run([ip_bin(), "netns", "list"], check=False).stdout
-    for line in listing.splitlines():
-        name = line.split()[0] if line.split() else ""
-        m = _NS_RE.match(name)
-        if m and int(m.group(1)) != me and not _pid_alive(int(m.group(1))):
-            _run([ip_bin(), "netns", "del", name], check=False)
-            cleaned.append(f"namespace {name}")
-    return cleaned
+    """What a killed earlier run of this suite left behind (processes, namespaces, temp dirs), removed."""
+    return netns.clean_leftovers(MARKER, NS_PREFIX)
 
 
 def capability_problem() -> str | None:
-    """Why the lab cannot run here (None if it can). Tries the real operations, not just permissions."""
-    if os.geteuid() != 0:
-        return "the OpenVPN lab needs root (network namespaces and tun devices)"
-    if openvpn_bin() is None:
-        return "openvpn is not installed (apt-get install openvpn)"
-    if shutil.which("ip") is None:
-        return "iproute2 (`ip`) is not installed"
-    if not Path("/dev/net/tun").exists():
-        return "/dev/net/tun does not exist"
-    probe = f"{NS_PREFIX}{os.getpid()}probe"
-    res = _run([ip_bin(), "netns", "add", probe], check=False)
-    if res.returncode != 0:
-        return f"cannot create a network namespace: {res.stderr.strip()}"
-    try:
-        # Opening /dev/net/tun can succeed where creating a device fails, so create one.
-        res = _run([ip_bin(), "-n", probe, "tuntap", "add", "dev", "probe0", "mode", "tun"], check=False)
-        if res.returncode != 0:
-            return f"cannot create a tun device: {res.stderr.strip()}"
-    finally:
-        _run([ip_bin(), "netns", "del", probe], check=False)
-    return None
+    return netns.capability_problem(NS_PREFIX, "the OpenVPN lab")
 
 
 @dataclass
@@ -158,13 +63,7 @@ class Proc:
             return ""
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(STOP_TIMEOUT)
+        stop_process(self.popen, STOP_TIMEOUT)
 
 
 @dataclass
@@ -212,7 +111,7 @@ class Lab:
         self.root = root or Path(tempfile.mkdtemp(prefix=f"{MARKER}{self.owner}-v{status_version}-"))
         self.ns_base = f"{NS_PREFIX}{self.owner}v{status_version}"
         self.ns = f"{self.ns_base}-lab"
-        self.pki = Pki(self.root / "pki")
+        self.pki = PkiDir(self.root / "pki")
         self.servers: dict[str, Server] = {}
         self.clients: dict[str, Client] = {}
         self._procs: list[Proc] = []
@@ -221,22 +120,15 @@ class Lab:
         self._server_cert: CertPair = self.pki.issue("openvpn-exporter-lab-server", server=True)
         self.ipv6 = Path("/proc/sys/net/ipv6").exists()
         self._add_namespace(self.ns)
-        self.version = self._openvpn_version()
+        self.version = netns.openvpn_version()
 
     # -- plumbing ---------------------------------------------------------------------------------------------
     def _add_namespace(self, name: str) -> None:
-        _run([ip_bin(), "netns", "add", name])
+        netns.add_namespace(name)
         self._namespaces.append(name)
-        _run([ip_bin(), "-n", name, "link", "set", "lo", "up"])
 
     def netns_exec(self, ns: str, argv: list[str]) -> list[str]:
-        return [ip_bin(), "netns", "exec", ns, *argv]
-
-    @staticmethod
-    def _openvpn_version() -> str:
-        out = _run([openvpn_bin() or "openvpn", "--version"], check=False).stdout
-        m = re.match(r"OpenVPN (\S+)", out)
-        return m.group(1) if m else "unknown"
+        return netns.netns_exec(ns, argv)
 
     def _spawn(self, name: str, ns: str, config: Path, log: Path) -> Proc:
         out = open(config.with_suffix(".out"), "wb")  # noqa: SIM115 - lives as long as the process
@@ -453,11 +345,5 @@ class Lab:
                 proc.popen.kill()
                 proc.popen.wait(STOP_TIMEOUT)
         for ns in reversed(self._namespaces):
-            _run([ip_bin(), "netns", "del", ns], check=False)
+            netns.run([ip_bin(), "netns", "del", ns])
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

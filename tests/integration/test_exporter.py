@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.common import wait_for
+
 from . import statusfile
 from .conftest import Deployment
 from .exporterproc import Exporter
-from .lab import Server, wait_for
+from .lab import Server
 from .promtext import Scrape
 
 pytestmark = pytest.mark.integration

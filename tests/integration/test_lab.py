@@ -17,8 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.common import wait_for
+from tests.support.netns import ip_bin
+
 from .conftest import XSS, LabEnv
-from .lab import MARKER, NS_PREFIX, Client, Server, clean_leftovers, ip_bin, wait_for
+from .lab import MARKER, NS_PREFIX, Client, Server, clean_leftovers
 
 pytestmark = pytest.mark.integration
 

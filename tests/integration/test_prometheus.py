@@ -11,8 +11,9 @@ import httpx
 import pytest
 import yaml
 
+from tests.support.common import free_port, wait_for
+
 from .conftest import Deployment, require_or_skip
-from .lab import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
