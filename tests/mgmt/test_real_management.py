@@ -13,7 +13,7 @@ import pytest
 
 from exporter.sources.management import ManagementSource
 from tests.mgmt.mgmtlab import PASSWORD, MgmtLab
-from tests.unit.running_exporter import RunningExporter
+from tests.support.exporter_process import ExporterProcess
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +108,7 @@ def test_the_exporter_serves_management_sources(mgmt_lab: MgmtLab, tmp_path: Pat
         f"password_file: '{protected.password_file}', timeout: 3s}}\n"
         "metrics: {extended: true}\n"
     )
-    with RunningExporter(config, tmp_path / "exporter.log") as proc:
+    with ExporterProcess(config, tmp_path / "exporter.log") as proc:
         metrics = proc.http.get("/metrics").text
         assert "ovpn_sessions_total 2\n" in metrics
         assert f'probe_success{{version="{mgmt_lab.lab.version}"}} 1' in metrics
