@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
-from security.harness import FIXTURES, require_or_skip, status_v3
+from security.harness import status_v3
 
 from exporter.config import MetricsConfig
 from exporter.hub import build_state
@@ -26,6 +26,8 @@ from exporter.sources.base import Reading
 from exporter.views.metrics import render_metrics
 from exporter.views.pages import render_sessions_page
 from exporter.views.sessions import render_sessions_json
+from tests.support.common import FIXTURES
+from tests.support.common import missing as require_or_skip
 
 SCALE = float(os.environ.get("FUZZ_SCALE", "1"))
 FUZZ = settings(

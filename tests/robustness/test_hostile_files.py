@@ -13,14 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from security.harness import (
-    FIXTURES,
-    LOOPBACK,
-    exporter_command,
-    free_port,
-    require_or_skip,
-    status_v3,
-)
+from security.harness import status_v3
+
+from tests.support.common import FIXTURES, LOOPBACK, free_port
+from tests.support.common import missing as require_or_skip
+from tests.support.exporter_process import exporter_command
 
 
 def without_file_privileges() -> list[str]:

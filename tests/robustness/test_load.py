@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
-from security.harness import LOOPBACK, Exporter, open_fds, process_rss_kib, start_exporter, status_v3
+from security.harness import Exporter, open_fds, process_rss_kib, start_exporter, status_v3
+
+from tests.support.common import LOOPBACK
 
 SCALE = float(os.environ.get("LOAD_SCALE", "1"))
 CONCURRENCY = 200

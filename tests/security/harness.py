@@ -3,62 +3,22 @@ robustness suites. Everything listens on 127.0.0.1 only."""
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import os
-import shutil
-import signal
-import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import httpx
-import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-LOOPBACK = "127.0.0.1"
-
-
-def require_or_skip(reason: str) -> NoReturn:
-    """Skip locally; when CI is set a missing prerequisite of a required suite fails the run."""
-    if os.environ.get("CI"):
-        pytest.fail(f"required prerequisite missing (CI is set): {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def exporter_command() -> list[str]:
-    script = Path(sys.executable).with_name("openvpn-exporter")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("openvpn-exporter")
-    if found:
-        return [found]
-    return [sys.executable, "-m", "exporter"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
+from tests.support.common import LOOPBACK, free_port
+from tests.support.exporter_process import ExporterProcess, exporter_command
+from tests.support.pki import Authority, CertPair, Credential
 
 # ------------------------------------------------------------------------------------------------ PKI
 
-
-@dataclass
-class Identity:
-    cert: Path
-    key: Path
+Identity = CertPair
 
 
 @dataclass
@@ -68,98 +28,26 @@ class PKI:
     server: Identity
     client: Identity
     stranger: Identity  # a client certificate from a CA the exporter does not trust
-    _ca_key: ec.EllipticCurvePrivateKey = field(repr=False)
-    _ca_cert: x509.Certificate = field(repr=False)
+    authority: Authority = field(repr=False)
 
     def issue_server(self, cert_path: Path, key_path: Path, common_name: str) -> None:
         """A new server certificate signed by the same CA (a renewal), written over the given files."""
-        write_identity(cert_path, key_path, *_issue(common_name, self._ca_key, self._ca_cert, server=True))
+        _server_credential(self.authority, common_name).write(cert_path, key_path)
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _new_ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _issue(
-    cn: str, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, *, server: bool
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
-            critical=False,
-        )
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-    )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))]),
-            critical=False,
-        )
-    return key, builder.sign(ca_key, hashes.SHA256())
-
-
-def write_identity(cert_path: Path, key_path: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+def _server_credential(authority: Authority, common_name: str) -> Credential:
+    return authority.issue(common_name, server=True, dns_names=["localhost"], ip_addresses=[LOOPBACK])
 
 
 def make_pki(root: Path) -> PKI:
     root.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_cert = _new_ca("exporter test CA")
-    (root / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    identities = {}
-    for name, server in (("server", True), ("client", False)):
-        identity = Identity(root / f"{name}.crt", root / f"{name}.key")
-        write_identity(identity.cert, identity.key, *_issue(f"{name} one", ca_key, ca_cert, server=server))
-        identities[name] = identity
-    other_key, other_cert = _new_ca("someone else's CA")
-    stranger = Identity(root / "stranger.crt", root / "stranger.key")
-    write_identity(stranger.cert, stranger.key, *_issue("stranger", other_key, other_cert, server=False))
-    return PKI(root, root / "ca.crt", identities["server"], identities["client"], stranger, ca_key, ca_cert)
+    authority = Authority("exporter test CA")
+    (root / "ca.crt").write_text(authority.credential.cert_pem)
+    server = _server_credential(authority, "server one").write(root / "server.crt", root / "server.key")
+    client = authority.issue("client one", server=False).write(root / "client.crt", root / "client.key")
+    other = Authority("someone else's CA")
+    stranger = other.issue("stranger", server=False).write(root / "stranger.crt", root / "stranger.key")
+    return PKI(root, root / "ca.crt", server, client, stranger, authority)
 
 
 def client_context(pki: PKI, identity: Identity | None = None) -> ssl.SSLContext:
@@ -201,37 +89,22 @@ def status_v3(sessions: Iterable[tuple[str, str, int, int]], epoch: int | None =
 # ----------------------------------------------------------------------------------------- the process
 
 
-@dataclass
-class Exporter:
+class Exporter(ExporterProcess):
     """One running `openvpn-exporter`; `url` is its base URL (https when TLS is on)."""
 
-    proc: subprocess.Popen[bytes]
-    port: int
-    scheme: str
-    stderr_path: Path
-
     @property
-    def url(self) -> str:
-        return f"{self.scheme}://{LOOPBACK}:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.popen
 
     def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
+        return self.output()
 
-    def stop(self, timeout: float = 5.0) -> float:
+    def stop(self, timeout: float = 5.0) -> float:  # type: ignore[override]
         """SIGTERM; returns how long the process took to exit."""
-        if self.proc.poll() is not None:
+        if self.popen.poll() is not None:
             return 0.0
         started = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        super().stop(timeout)
         return time.monotonic() - started
 
 
@@ -254,32 +127,17 @@ def start_exporter(
 ) -> Exporter:
     """Start the console script on a free loopback port and wait until /-/ready answers 200."""
     scheme = "https" if ready_client is not None and "verify" in ready_client else "http"
-    port = free_port()
-    args = [
-        *exporter_command(),
-        f"--web.listen-address={LOOPBACK}:{port}",
-        f"--config.file={config}",
-        *(["--web.config.file", str(web_config)] if web_config else []),
-        *extra_args,
-    ]
-    stderr_path = workdir / f"exporter-{port}.stderr"
-    with stderr_path.open("wb") as err:
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
-    exporter = Exporter(proc, port, scheme, stderr_path)
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=2.0, **(ready_client or {})) as client:
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"exporter exited with {proc.returncode}: {exporter.stderr()}")
-            try:
-                if client.get(f"{exporter.url}/-/ready").status_code == 200:
-                    return exporter
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                exporter.stop()
-                raise AssertionError(f"exporter not ready within {timeout}s: {exporter.stderr()}")
-            time.sleep(0.05)
+    web = ["--web.config.file", str(web_config)] if web_config else []
+    # stdout is not kept: the security tests read what the exporter logs, on stderr.
+    return Exporter(
+        config,
+        workdir / f"exporter-{free_port()}.stderr",
+        extra_args=[*web, *extra_args],
+        scheme=scheme,
+        client_options=ready_client,
+        stdout=subprocess.DEVNULL,
+        timeout=timeout,
+    )
 
 
 def run_exporter(args: Sequence[str], timeout: float = 20.0) -> subprocess.CompletedProcess[str]:

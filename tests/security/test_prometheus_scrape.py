@@ -11,7 +11,9 @@ from pathlib import Path
 import httpx
 
 from security.conftest import PASSWORD, USER
-from security.harness import LOOPBACK, PKI, client_context, free_port, require_or_skip, start_exporter
+from security.harness import PKI, client_context, start_exporter
+from tests.support.common import LOOPBACK, free_port
+from tests.support.common import missing as require_or_skip
 
 
 def prometheus_binary() -> str:

@@ -16,7 +16,8 @@ import pytest
 from cryptography import x509
 
 from security.conftest import PASSWORD, USER
-from security.harness import LOOPBACK, PKI, Exporter, Identity, client_context, run_exporter, start_exporter
+from security.harness import PKI, Exporter, Identity, client_context, run_exporter, start_exporter
+from tests.support.common import LOOPBACK
 
 ENDPOINTS = ("/", "/metrics", "/prom", "/static", "/sessions", "/sessions_local", "/assets/style.css")
 
