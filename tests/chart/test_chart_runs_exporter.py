@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import signal
 import socket
 import stat
@@ -35,6 +34,9 @@ from chart_helpers import (
     require_or_skip,
 )
 
+from tests.support.common import free_port
+from tests.support.exporter_process import console_script, stop_process, wait_ready
+
 FIXTURES = REPO / "tests" / "fixtures" / "captured-2.6.14"
 # Real OpenVPN 2.6.14 status files (status-version 3), one per protocol.
 STATUS_FIXTURES = {
@@ -50,10 +52,7 @@ SCENARIOS = {
 
 
 def exporter_binary() -> str:
-    candidate = Path(sys.executable).with_name("openvpn-exporter")
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("openvpn-exporter")
+    found = console_script()
     if found is None:
         require_or_skip("the openvpn-exporter console script is not installed (pip install -e .)")
         raise AssertionError("unreachable")
@@ -83,13 +82,6 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def fresh_status(fixture: Path) -> str:
@@ -128,27 +120,7 @@ def stopper() -> Iterator[list[subprocess.Popen[str]]]:
     processes: list[subprocess.Popen[str]] = []
     yield processes
     for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def wait_ready(base: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"exporter exited with {process.returncode}:\n{process.communicate()[1]}")
-        try:
-            if httpx.get(f"{base}/-/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("exporter not ready within 15 s")
+        stop_process(process)
 
 
 def metric_samples(text: str) -> dict[str, str]:
@@ -219,7 +191,7 @@ def test_rendered_pod_runs_against_real_status_files(
     process = subprocess.Popen([binary, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stopper.append(process)
     base = f"http://127.0.0.1:{port}"
-    wait_ready(base, process)
+    wait_ready(base, process, output=lambda: process.communicate()[1])
 
     # 5. Scrape the rendered telemetry path.
     response = httpx.get(f"{base}{flag(exporter['args'], '--web.telemetry-path')}", timeout=5)

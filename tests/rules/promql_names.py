@@ -6,8 +6,8 @@ import re
 import shutil
 from pathlib import Path
 
-from tests.helpers import CAPTURED
-from tests.unit.running_exporter import RunningExporter
+from tests.support.common import CAPTURED
+from tests.support.exporter_process import ExporterProcess
 
 KEYWORDS = frozenset(
     {"and", "or", "unless", "bool", "by", "without", "on", "ignoring", "group_left", "group_right", "offset",
@@ -49,7 +49,7 @@ def exposed_names(workdir: Path) -> set[str]:
         "metrics: {extended: true, kumina_compat: true}\n"
     )
     names: set[str] = set()
-    with RunningExporter(config, workdir / "exporter.log") as proc:
+    with ExporterProcess(config, workdir / "exporter.log") as proc:
         for path in ("/metrics", "/prom", "/metrics", "/prom"):
             response = proc.http.get(path)
             assert response.status_code == 200

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CAPTURED, free_port
+from tests.support.common import CAPTURED, free_port
+from tests.support.exporter_process import wait_ready as support_wait_ready
 
 EXPORTER = [sys.executable, "-m", "exporter"]
 
@@ -26,18 +27,8 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
-def wait_ready(port: int, proc: subprocess.Popen[str], deadline: float = 15.0) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise AssertionError(f"exporter exited early: {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("exporter did not become ready")
+def wait_ready(port: int, proc: subprocess.Popen[str]) -> None:
+    support_wait_ready(f"http://127.0.0.1:{port}", proc, output=lambda: proc.stderr.read() if proc.stderr else "")
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from starlette.testclient import TestClient
 
 from exporter.app import ExporterApp
 from exporter.config import load_config
-from tests.helpers import CAPTURED
-from tests.unit.running_exporter import RunningExporter
+from tests.support.common import CAPTURED
+from tests.support.exporter_process import ExporterProcess
 
 STATUS = CAPTURED / "server-udp-status-v3.log"
 BROKEN = "server_name: [unclosed\n"
@@ -98,7 +98,7 @@ def test_reload_takes_post_or_put_only(config_file: Path) -> None:
 def test_sighup_reloads_a_running_exporter_and_a_broken_file_keeps_the_old(tmp_path: Path) -> None:
     config = tmp_path / "exporter.yaml"
     write_config(config, "alpha")
-    with RunningExporter(config, tmp_path / "exporter.log") as proc:
+    with ExporterProcess(config, tmp_path / "exporter.log") as proc:
 
         def server_is(name: str) -> bool:
             rows = proc.http.get("/sessions").json()
@@ -126,7 +126,7 @@ def test_sighup_reloads_a_running_exporter_and_a_broken_file_keeps_the_old(tmp_p
 def test_post_reload_on_a_running_exporter(tmp_path: Path) -> None:
     config = tmp_path / "exporter.yaml"
     write_config(config, "alpha", reload_endpoint=True)
-    with RunningExporter(config, tmp_path / "exporter.log") as proc:
+    with ExporterProcess(config, tmp_path / "exporter.log") as proc:
         write_config(config, "beta", reload_endpoint=True)
         assert proc.http.post("/-/reload").status_code == 200
         assert {r["server"] for r in proc.http.get("/sessions").json()} == {"beta"}
