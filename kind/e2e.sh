@@ -39,7 +39,9 @@ KUBECTL=${KUBECTL:-kubectl}
 if [[ -z ${PYTHON:-} ]]; then
     if [[ -x $ROOT/.venv/bin/python ]]; then PYTHON=$ROOT/.venv/bin/python; else PYTHON=python3; fi
 fi
-SUPPORT=$ROOT/tests/e2e/e2e_support.py
+# The e2e helpers import the shared test support package (tests.support), so they run as a module from the
+# repository root rather than as a file.
+support() { PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m tests.e2e.e2e_support "$@"; }
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'e2e: %s\n' "$*" >&2; exit 1; }
@@ -139,7 +141,7 @@ kc wait --for condition=Established --timeout 60s \
 
 log "generating the PKI and the release's values"
 kc create namespace "$NAMESPACE"
-"$PYTHON" "$SUPPORT" prepare --out "$WORK/gen" --namespace "$NAMESPACE" --release "$RELEASE" \
+support prepare --out "$WORK/gen" --namespace "$NAMESPACE" --release "$RELEASE" \
     --client-cn "$CLIENT_CN" --server-name "$SERVER_NAME" \
     --exporter-image "$EXPORTER_IMAGE" --openvpn-image "$OPENVPN_IMAGE"
 kc apply -f "$WORK/gen/server-secret.yaml"
@@ -150,7 +152,7 @@ log "helm install $RELEASE ./chart"
 
 log "starting the OpenVPN client"
 vpn=$(kc get services -n "$NAMESPACE" -l "app.kubernetes.io/instance=$RELEASE" -o json \
-    | "$PYTHON" "$SUPPORT" client --out "$WORK/gen" --namespace "$NAMESPACE" --release "$RELEASE" \
+    | support client --out "$WORK/gen" --namespace "$NAMESPACE" --release "$RELEASE" \
         --client-cn "$CLIENT_CN" --openvpn-image "$OPENVPN_IMAGE")
 log "client connects to $vpn"
 kc apply -f "$WORK/gen/client.yaml"

@@ -8,8 +8,8 @@ Everything here is plain data manipulation so it can be unit-tested without a cl
 - choosing the VPN and metrics Services out of `kubectl get svc -o json`;
 - a parser for the Prometheus text exposition format the suite scrapes.
 
-It is also a small command line used by kind/e2e.sh (`python tests/e2e/e2e_support.py --help`), so the
-shell script never has to assemble YAML or certificates itself.
+It is also a small command line used by kind/e2e.sh (`python -m tests.e2e.e2e_support --help`, run from the
+repository root), so the shell script never has to assemble YAML or certificates itself.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import base64
 import datetime as dt
 import json
 import os
-import secrets
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,10 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.support.pki import Authority, Credential, tls_crypt_key
 
 # ---------------------------------------------------------------------------------------------------------
 # Names shared by kind/e2e.sh, the values file and the tests. Overridable through the environment so the
@@ -50,92 +47,11 @@ CLIENT_CONFIG_DIR = "/etc/openvpn/client"
 
 
 @dataclass(frozen=True)
-class Credential:
-    """A PEM certificate and its PEM private key."""
-
-    cert_pem: str
-    key_pem: str
-
-    @property
-    def cert(self) -> x509.Certificate:
-        return x509.load_pem_x509_certificate(self.cert_pem.encode())
-
-
-@dataclass(frozen=True)
 class Pki:
     ca: Credential
     server: Credential
     clients: dict[str, Credential] = field(default_factory=dict)
     tls_crypt_key: str = ""
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-
-
-def _cert_pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def _leaf(
-    common_name: str,
-    eku: x509.ObjectIdentifier,
-    ca_cert: x509.Certificate,
-    ca_key: ec.EllipticCurvePrivateKey,
-    not_before: dt.datetime,
-    not_after: dt.datetime,
-    dns_names: Sequence[str] = (),
-) -> Credential:
-    key = ec.generate_private_key(ec.SECP256R1())
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        # remote-cert-tls checks both: a key usage suitable for ECDHE-ECDSA and the right EKU.
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=True,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-    )
-    if dns_names:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False
-        )
-    cert = builder.sign(ca_key, hashes.SHA256())
-    return Credential(_cert_pem(cert), _key_pem(key))
-
-
-def tls_crypt_key(raw: bytes | None = None) -> str:
-    """An OpenVPN static key (the format `openvpn --genkey tls-crypt` writes): 256 bytes, hex, 16 per line."""
-    data = raw if raw is not None else secrets.token_bytes(256)
-    if len(data) != 256:
-        raise ValueError("an OpenVPN static key is 256 bytes")
-    lines = [data[i : i + 16].hex() for i in range(0, 256, 16)]
-    return "\n".join(["-----BEGIN OpenVPN Static key V1-----", *lines, "-----END OpenVPN Static key V1-----", ""])
 
 
 def generate_pki(
@@ -149,43 +65,15 @@ def generate_pki(
 
     The validity starts an hour in the past so clock skew between the laptop and the kind node is harmless.
     """
-    start = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(hours=1)
-    end = start + dt.timedelta(days=days, hours=1)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("openvpn-exporter e2e CA"))
-        .issuer_name(_name("openvpn-exporter e2e CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    server = _leaf(server_cn, ExtendedKeyUsageOID.SERVER_AUTH, ca_cert, ca_key, start, end, dns_names=[server_cn])
+    authority = Authority("openvpn-exporter e2e CA", days=days, now=now)
+    server = authority.issue(server_cn, server=True, dns_names=[server_cn])
     clients = {
         # A SAN on client certificates too: OpenVPN ignores it, RFC 5280 path validators want one.
-        cn: _leaf(cn, ExtendedKeyUsageOID.CLIENT_AUTH, ca_cert, ca_key, start, end, dns_names=[cn])
+        cn: authority.issue(cn, server=False, dns_names=[cn])
         for cn in client_cns
     }
     return Pki(
-        ca=Credential(_cert_pem(ca_cert), _key_pem(ca_key)),
+        ca=authority.credential,
         server=server,
         clients=clients,
         tls_crypt_key=tls_crypt_key(),

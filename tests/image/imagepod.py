@@ -21,13 +21,12 @@ import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.support.common import missing
+from tests.support.pki import Authority, tls_crypt_key
 
 REPO = Path(__file__).resolve().parents[2]
 # Debian's client: a newer docker client elsewhere on PATH may refuse BuildKit without buildx.
@@ -50,11 +49,7 @@ T = TypeVar("T")
 FIGURES: dict[str, str] = {}
 
 
-def require_or_skip(reason: str) -> NoReturn:
-    """Skip locally; under CI a missing prerequisite of this required suite is a failure."""
-    if os.environ.get("CI"):
-        pytest.fail(f"required for CI: {reason}", pytrace=False)
-    pytest.skip(reason)
+require_or_skip = missing
 
 
 def docker(*args: str, check: bool = True, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
@@ -165,55 +160,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 # --- PKI -----------------------------------------------------------------------------------------------
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _cert(
-    cn: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Name,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    *,
-    ca: bool,
-    eku: x509.ObjectIdentifier | None,
-) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=not ca,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=not ca,
-                key_cert_sign=ca,
-                crl_sign=ca,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    )
-    if eku is not None:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
 @dataclass
 class Pki:
     server_dir: Path
@@ -222,24 +168,15 @@ class Pki:
 
 def make_pki(base: Path) -> Pki:
     """EC P-256 CA, a server (serverAuth) and a client (clientAuth) certificate, a tls-crypt key."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("pod-sim-ca")
-    ca_cert = _cert("pod-sim-ca", ca_key, ca_name, ca_key, ca=True, eku=None)
-    tls_crypt = secrets.token_bytes(256).hex()
-    tc_lines = [tls_crypt[i : i + 32] for i in range(0, len(tls_crypt), 32)]
-    tc_key = "\n".join(["-----BEGIN OpenVPN Static key V1-----", *tc_lines, "-----END OpenVPN Static key V1-----", ""])
+    authority = Authority("pod-sim-ca")
+    tc_key = tls_crypt_key()
     dirs = {}
-    for role, cn, eku in (
-        ("server", "pod-server", ExtendedKeyUsageOID.SERVER_AUTH),
-        ("client", CLIENT_CN, ExtendedKeyUsageOID.CLIENT_AUTH),
-    ):
+    for role, cn in (("server", "pod-server"), ("client", CLIENT_CN)):
         d = base / role
         d.mkdir()
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _cert(cn, key, ca_name, ca_key, ca=False, eku=eku)
-        (d / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-        (d / f"{role}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        (d / f"{role}.key").write_bytes(_pem_key(key))
+        (d / "ca.crt").write_text(authority.credential.cert_pem)
+        # Plain file modes, as a Secret volume would present them to the containers.
+        authority.issue(cn, server=role == "server").write(d / f"{role}.crt", d / f"{role}.key", private=False)
         (d / "tc.key").write_text(tc_key)
         dirs[role] = d
     return Pki(server_dir=dirs["server"], client_dir=dirs["client"])

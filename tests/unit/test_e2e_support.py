@@ -1,4 +1,5 @@
-"""The kind suite's helpers (tests/e2e/e2e_support.py), tested without a cluster."""
+"""The kind suite's helpers (tests/e2e/e2e_support.py, run by kind/e2e.sh as `python -m tests.e2e.e2e_support`),
+tested without a cluster."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.common import missing
+
 REPO = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.31"
 
@@ -44,10 +47,7 @@ def _load_support() -> ModuleType:
 sup = _load_support()
 
 
-def require_or_skip(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"required in CI: {reason}")
-    pytest.skip(reason)
+require_or_skip = missing
 
 
 @pytest.fixture(scope="module")
@@ -485,3 +485,15 @@ def test_cli_prepare_then_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == "carol"
     assert pod["spec"]["volumes"][0]["secret"]["secretName"] == client_secret["metadata"]["name"]
     assert pod["spec"]["containers"][0]["image"] == "openvpn-exporter-openvpn:e2e-9"
+
+
+def test_runs_as_a_module_from_the_repository_root_as_kind_e2e_sh_does(tmp_path: Path) -> None:
+    script = (REPO / "kind" / "e2e.sh").read_text()
+    assert '"$PYTHON" -m tests.e2e.e2e_support' in script
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.e2e.e2e_support", "prepare", "--out", str(tmp_path),
+         "--exporter-image", "openvpn-exporter:e2e-9", "--openvpn-image", "openvpn-exporter-openvpn:e2e-9"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in tmp_path.iterdir()} == {"pki.json", "server-secret.yaml", "values.yaml"}
