@@ -17,7 +17,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from security.harness import Exporter, open_fds, process_rss_kib, start_exporter, status_v3
 
-from tests.support.common import LOOPBACK
+from tests.support.common import LOOPBACK, run_async
 
 SCALE = float(os.environ.get("LOAD_SCALE", "1"))
 CONCURRENCY = 200
@@ -176,7 +176,7 @@ def test_load_while_the_status_file_is_rewritten(tmp_path: Path) -> None:
     try:
         # Warm-up: code paths, caches and allocator arenas reach their working size before measuring.
         warm = Tally()
-        asyncio.run(_many(exporter.port, 50, 40, warm))
+        run_async(_many(exporter.port, 50, 40, warm))
         assert not warm.errors, warm.errors
         time.sleep(0.5)
         fds_before = wait_for_fds(exporter.pid, 0, 0)
@@ -184,7 +184,7 @@ def test_load_while_the_status_file_is_rewritten(tmp_path: Path) -> None:
 
         tally = Tally()
         started = time.monotonic()
-        asyncio.run(_many(exporter.port, CONCURRENCY, REQUESTS_PER_WORKER, tally))
+        run_async(_many(exporter.port, CONCURRENCY, REQUESTS_PER_WORKER, tally))
         elapsed = time.monotonic() - started
         total = tally.ok + sum(tally.errors.values())
         rss_after = process_rss_kib(exporter.pid)
@@ -192,7 +192,7 @@ def test_load_while_the_status_file_is_rewritten(tmp_path: Path) -> None:
         async def abandon_all() -> None:
             await asyncio.gather(*(abandon(exporter.port, i % 4) for i in range(400)), return_exceptions=True)
 
-        asyncio.run(abandon_all())
+        run_async(abandon_all())
         fds_after = wait_for_fds(exporter.pid, fds_before, 10)
         assert exporter.proc.poll() is None
         rss_final = process_rss_kib(exporter.pid)
@@ -231,7 +231,7 @@ def test_load_while_the_status_file_is_rewritten(tmp_path: Path) -> None:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-        asyncio.run(load_then_term())
+        run_async(load_then_term())
         print(
             f"load: SIGTERM with {stopped['in_flight']:.0f} requests in flight: exit {exporter.proc.returncode} "
             f"after {stopped['seconds']:.2f} s"

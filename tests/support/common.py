@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 
@@ -15,6 +17,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CAPTURED = FIXTURES / "captured-2.6.14"
 RECONSTRUCTED = FIXTURES / "reconstructed"
 LOOPBACK = "127.0.0.1"
+T = TypeVar("T")
 
 
 def missing(reason: str) -> NoReturn:
@@ -60,3 +63,26 @@ def management_block(path: Path, command: str) -> str:
     start = lines.index(command) + 1
     end = next(i for i in range(start, len(lines)) if lines[i].rstrip("\r") == "END")
     return "\n".join(lines[start : end + 1]) + "\n"
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on a thread of its own.
+
+    The browser tests drive Chromium through Playwright's sync API, which can leave an event loop marked
+    as running on the main thread; a plain asyncio.run later in the same session would then refuse to start.
+    """
+    result: list[T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(coroutine))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="run-async")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
