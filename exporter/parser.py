@@ -475,14 +475,9 @@ def _check_unique_connections(sessions: SessionTable) -> None:
 
 
 def _tables(sessions: _Rows, routes: _Rows) -> tuple[SessionTable, RouteTable]:
-    session_columns = sessions.columns()
-    route_columns = routes.columns()
-    if session_columns[0] and route_columns[0]:
-        # A route repeats its client's Common Name and Real Address: keep one string object for both.
-        for route_i, session_i in ((1, 0), (2, 1)):
-            memo = dict(zip(session_columns[session_i], session_columns[session_i], strict=True))
-            route_columns[route_i] = list(map(memo.get, route_columns[route_i], route_columns[route_i]))
-    return SessionTable(session_columns), RouteTable(route_columns)
+    # Routes keep their own Common Name and Real Address strings: pointing them at the sessions' strings
+    # saves ~13 MB at 100,000 clients but hashing 200,000 fresh strings costs a quarter of the parse.
+    return SessionTable(sessions.columns()), RouteTable(routes.columns())
 
 
 def _unknown_line(line: str, separator: str) -> None:
