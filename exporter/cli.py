@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from exporter import __version__
-from exporter.config import ConfigError, load_config
+from exporter.config import Config, ConfigError, load_config
 from exporter.prepare import DEFAULT_MODE, PrepareError, parse_mode, prepare_file
+from exporter.webconfig import ServerConfig, WebConfig, WebConfigError, load_web_config, server_options
 
 if TYPE_CHECKING:
     from starlette.middleware import Middleware
@@ -183,31 +184,24 @@ def _reserved_paths() -> frozenset[str]:
     return RESERVED_PATHS
 
 
-def _load_web_config(path: str) -> object | None:
+def _load_web_config(path: str) -> WebConfig | None:
     if not path:
         return None
-    from exporter.webconfig import WebConfigError, load_web_config
-
     try:
         return load_web_config(path)
     except WebConfigError as exc:
         raise UsageError(str(exc)) from None
 
 
-def _serve(config: object, telemetry_path: str, sock: socket.socket, config_path: str, web: object | None) -> int:
+def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path: str, web: WebConfig | None) -> int:
     import uvicorn
 
     from exporter.app import ExporterApp
-    from exporter.config import Config
 
-    assert isinstance(config, Config)
     exporter = ExporterApp(config, telemetry_path)
-    from exporter.webconfig import ServerConfig, WebConfig, server_options
-
     middleware: list[Middleware] = []
     ssl_options: dict[str, Any] = {}
     if web is not None:
-        assert isinstance(web, WebConfig)
         middleware, ssl_options = server_options(web)
     app = exporter.asgi(middleware)
     # ServerConfig: uvicorn's, with a TLS context that picks up renewed certificate files by itself.
