@@ -12,7 +12,8 @@ untracked by the first collection they survive.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -160,6 +161,42 @@ class RouteTable:
 
     def __repr__(self) -> str:
         return f"RouteTable({len(self)} routes)"
+
+
+_LAZY_LOCK = threading.Lock()
+
+
+class LazyRouteTable(RouteTable):
+    """A route table whose columns are built on first use by `build` (which returns them in Route field
+    order, `length` rows each).
+
+    Only the extended metrics read routes, yet building their columns is a quarter of a parse: the parser
+    validates the rows when it reads them and leaves the building to the first reader.
+    """
+
+    __slots__ = ("_build", "_length")
+    _build: Callable[[], Sequence[Iterable[Any]]] | None
+    _length: int
+
+    def __init__(self, length: int, build: Callable[[], Sequence[Iterable[Any]]]) -> None:
+        object.__setattr__(self, "_length", length)
+        object.__setattr__(self, "_build", build)
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only while a column slot is still unset (or for a name that is no column).
+        if name not in Route._fields:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        with _LAZY_LOCK:
+            build = self._build
+            if build is not None:
+                RouteTable.__init__(self, build())
+                if len(self.virtual_address) != self._length:
+                    raise ValueError("lazily built route table has the wrong length")
+                object.__setattr__(self, "_build", None)  # frees the kept status text
+        return object.__getattribute__(self, name)
+
+    def __len__(self) -> int:
+        return self._length
 
 
 EMPTY_SESSIONS = SessionTable([()] * len(Session._fields))

@@ -21,6 +21,7 @@ from exporter.model import (
     EMPTY_ROUTES,
     EMPTY_SESSIONS,
     HANDSHAKE_CN,
+    LazyRouteTable,
     Route,
     RouteTable,
     Session,
@@ -109,6 +110,7 @@ def _plausible_address(text: str) -> bool:
 # a block back to the line-by-line code whenever anything about it is unusual; the line-by-line code is
 # the reference behaviour, the fast path only ever reproduces what it would have built.
 _BLOCK = 4096  # rows split at a time: bounds the transient lists of a 100,000-row file
+_BLOCK_CHARS = 1 << 19  # the same bound for text split straight into fields: about 4,000 client rows
 _SESSION_WIDTH = len(Session._fields)
 _ROUTE_WIDTH = len(Route._fields)
 # A column whose values are all "YYYY-MM-DD HH:MM:SS"-shaped is what normalise_time returns unchanged.
@@ -215,6 +217,10 @@ def _parse(text: str, default_protocol: str) -> Snapshot:
         raise StatusParseError("empty", "status text is empty")
     if "\x00" in text:
         raise StatusParseError("malformed", "status text contains NUL bytes: not an OpenVPN status file")
+    if "\r" not in text and text.startswith(("TITLE\t", "TITLE,", "TIME\t", "TIME,", "HEADER\t", "HEADER,")):
+        fast = _parse_text(text, default_protocol)
+        if fast is not None:
+            return fast
     lines = text.split("\n")
     if "\r" in text:
         lines = [line.rstrip("\r") for line in lines]
@@ -237,6 +243,30 @@ def _parse(text: str, default_protocol: str) -> Snapshot:
     if separator not in ("\t", ","):
         raise StatusParseError("format", "not an OpenVPN status file (unrecognised first line)")
     return _parse_v2v3(body, separator, 3 if separator == "\t" else 2, default_protocol, text)
+
+
+def _parse_text(text: str, default_protocol: str) -> Snapshot | None:
+    """Status-version 2/3 without a list of all lines; None leaves the text to the line-based code.
+
+    The torn-read checks come first, as there, with the same answers: the last non-empty line is the
+    only END.
+    """
+    end = len(text)
+    while text.endswith("\n", 0, end):
+        end -= 1
+    last = text.rfind("\n", 0, end) + 1  # start of the last non-empty line
+    if text[last:end] != "END":
+        raise TornStatusError("torn", "status text does not end with END (caught mid-rewrite)")
+    if text.find("\nEND\n", 0, last) >= 0:
+        raise TornStatusError("torn", "status text has content after END (caught mid-rewrite)")
+    if last == 0:
+        return None
+    token = next(t for t in ("TITLE", "TIME", "HEADER") if text.startswith(t))
+    sep = text[len(token)]
+    parser = _parse_v2v3_text(text, last - 1, sep, default_protocol)
+    if parser is None:
+        return None
+    return parser.snapshot(3 if sep == "\t" else 2)
 
 
 def _columns(header: list[str], required: tuple[str, ...], what: str) -> dict[str, int]:
@@ -325,6 +355,36 @@ class _SessionBuilder:
                 return None
             sessions.add_columns(built)
         return sessions
+
+    def build_text_block(self, text: str, start: int, end: int, sep: str, kind: str, count: int) -> _Rows | None:
+        """Session columns for the `count` lines of text[start:end], each known to start with `kind` and
+        the separator; None hands the block back. No list of lines: each chunk of about _BLOCK_CHARS is
+        split into its fields at once.
+        """
+        width = self.width + 1
+        sessions = _Rows(_SESSION_WIDTH)
+        while start < end:
+            stop = text.find("\n", min(start + _BLOCK_CHARS, end), end) if start + _BLOCK_CHARS < end else -1
+            if stop < 0:
+                stop = end
+            chunk = text[start:stop]
+            rows = chunk.count("\n") + 1
+            fields = chunk.replace("\n", sep).split(sep)
+            del chunk
+            # Every line starts with `kind`: with `rows` of them among the fields and every width-th
+            # field one of them, each line has exactly `width` fields (a misaligned line would put some
+            # other field equal to `kind` at a width-th place, one `kind` too many).
+            if len(fields) != rows * width:
+                return None
+            if fields[0::width].count(kind) != rows or fields.count(kind) != rows:
+                return None
+            built = self._from_columns([fields[i::width] for i in range(1, width)])
+            if built is None:
+                return None
+            sessions.add_columns(built)
+            count -= rows
+            start = stop + 1
+        return sessions if count == 0 else None
 
     def _from_columns(self, columns: list[list[str]]) -> list[list[Any]] | None:
         """The Session columns (in field order) of one block of split rows, or None to hand it back."""
@@ -463,6 +523,34 @@ def _build_route_block(lines: Sequence[str], sep: str, index: dict[str, int], wi
     return routes
 
 
+def _route_pattern(index: dict[str, int], width: int, sep: str, kind: str) -> re.Pattern[str]:
+    """Route lines the block builder takes as they are: `kind`, exactly `width` fields, an ASCII-digit
+    (or empty) Last Ref (time_t). Checking that with one regex scan costs a quarter of building them."""
+    field_ = f"[^{re.escape(sep)}\\n]*+"
+    epoch = index.get("Last Ref (time_t)")
+    fields = [("[0-9]*+" if i == epoch else field_) for i in range(width)]
+    line = re.escape(kind + sep) + re.escape(sep).join(fields) + "\\n"
+    return re.compile(f"(?>{line})*+")
+
+
+def _lazy_routes(block: str, count: int, sep: str, index: dict[str, int], width: int, kind: str) -> RouteTable:
+    """The routes of `block` (lines the route pattern matched), built when something first reads them."""
+
+    def build() -> list[list[Any]]:
+        lines = block.split("\n")
+        routes: _Rows | None = None
+        try:
+            routes = _build_route_block(lines, sep, index, width, kind)
+        except (ValueError, IndexError):
+            routes = None
+        if routes is None:
+            routes = _Rows(_ROUTE_WIDTH)
+            routes.add_rows(_build_route(line.split(sep)[1:], index, width, sep == ",") for line in lines)
+        return routes.columns()
+
+    return LazyRouteTable(count, build)
+
+
 def _check_unique_connections(sessions: SessionTable) -> None:
     """Two rows for one connection mean old and new content were mixed by a torn read."""
     ids = list(filter(None, sessions.client_id))
@@ -504,6 +592,7 @@ class _V23Parser:
         self.builder: _SessionBuilder | None = None
         self.route_index: dict[str, int] | None = None
         self.route_width = 0
+        self.lazy_routes: RouteTable | None = None
         self.skipped = 0
         self.section = 0  # 0 preamble, 1 client list, 2 routing table, 3 global stats: OpenVPN prints them in order
 
@@ -573,10 +662,33 @@ class _V23Parser:
         self.routes.add_columns(routes.columns())
         return True
 
+    def client_text_block(self, text: str, start: int, end: int, count: int) -> bool:
+        """client_block() for the `count` lines of text[start:end], without splitting them into lines."""
+        if self.section != 1 or self.builder is None:
+            return False
+        sessions = self.builder.build_text_block(text, start, end, self.sep, "CLIENT_LIST", count)
+        if sessions is None:
+            return False
+        self.sessions.add_columns(sessions.columns())
+        return True
+
+    def route_text_block(self, text: str, start: int, end: int, count: int) -> bool:
+        """route_block() for the `count` lines of text[start:end]: validated now, built when first read."""
+        if self.section != 2 or self.route_index is None or self.lazy_routes is not None:
+            return False
+        kind = "ROUTING_TABLE"
+        pattern = _route_pattern(self.route_index, self.route_width, self.sep, kind)
+        if pattern.fullmatch(text, start, end + 1) is None:  # text[end] is the block's last newline
+            return False
+        self.lazy_routes = _lazy_routes(text[start:end], count, self.sep, self.route_index, self.route_width, kind)
+        return True
+
     def snapshot(self, status_version: int) -> Snapshot:
         if self.section < 2:
             raise StatusParseError("malformed", "status text lacks the client list or routing table header")
         sessions, routes = _tables(self.sessions, self.routes)
+        if self.lazy_routes is not None:
+            routes = self.lazy_routes
         _check_unique_connections(sessions)
         product, version = _product_version(self.title)
         return Snapshot(
@@ -629,6 +741,47 @@ def _parse_v2v3_blocks(body: list[str], sep: str, default_protocol: str, text: s
         at += count
     for line in body[at:]:
         parser.feed(line)
+    return parser
+
+
+def _parse_v2v3_text(text: str, end: int, sep: str, default_protocol: str) -> _V23Parser | None:
+    """_parse_v2v3_blocks() straight from the text: the body lines are text[:end], text[end] is the newline
+    before END (no CR anywhere).
+
+    The client rows are split chunk by chunk into fields and the route rows only validated, so that no
+    list of all lines is ever built. None when the blocks are not what the fast path takes; the caller
+    then parses as before, which reports exactly what it always has.
+    """
+    parser = _V23Parser(sep, default_protocol)
+    at = 0  # start of the next line not yet consumed
+
+    def feed_until(stop: int) -> None:
+        # The lines from `at` up to the newline at `stop`; stop == at - 1 means there are none.
+        if stop >= at:
+            for line in text[at:stop].split("\n"):
+                parser.feed(line)
+
+    for kind, block in (("CLIENT_LIST", parser.client_text_block), ("ROUTING_TABLE", parser.route_text_block)):
+        marker = "\n" + kind + sep
+        count = text.count(marker, 0, end)
+        if not count:
+            continue
+        first = text.find(marker, max(at - 1, 0), end)
+        if first < 0:
+            return None
+        last = text.rfind(marker, first, end)
+        block_end = text.find("\n", last + 1, end + 1)
+        if block_end < 0 or text.count("\n", first + 1, block_end) + 1 != count:
+            return None  # the rows of this type are not one contiguous block
+        feed_until(first)
+        at = first + 1
+        try:
+            if not block(text, at, block_end, count):
+                return None
+        except (ValueError, IndexError):
+            return None
+        at = block_end + 1
+    feed_until(end)
     return parser
 
 
