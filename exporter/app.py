@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gzip
 import logging
 import threading
@@ -54,6 +55,29 @@ RESERVED_PATHS = frozenset(
 GZIP_MIN_BYTES = 1024
 
 
+# A render of this size or more leaves tens of megabytes of freed heap (the old snapshot, the transient
+# lists of the parse and render) that glibc keeps mapped unless asked to give it back.
+TRIM_MIN_BYTES = 1 << 20
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim, nothing lost
+        return None
+    return trim
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def release_free_heap() -> None:
+    """Return freed heap pages to the OS: without it RSS stays at the high-water mark of the largest parse."""
+    if _MALLOC_TRIM is not None:
+        with contextlib.suppress(Exception):
+            _MALLOC_TRIM(0)
+
+
 @dataclass
 class _Entry:
     key: object
@@ -75,6 +99,8 @@ class ViewCache:
             if entry is None or entry.key != state.key:
                 entry = self._entry = None  # the old rendering is garbage before the new one is built
                 entry = self._entry = _Entry(state.key, self.render(state))
+                if len(entry.body) >= TRIM_MIN_BYTES:
+                    release_free_heap()
             if not want_gzip or len(entry.body) < GZIP_MIN_BYTES:
                 return entry.body, False
             if entry.gzipped is None:
