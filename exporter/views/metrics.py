@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
-from itertools import chain, compress
-from operator import itemgetter
+from itertools import chain, compress, repeat
+from operator import add, itemgetter
 from typing import TypeVar
 
 from exporter.config import MetricsConfig
@@ -111,14 +111,23 @@ def _client_samples(state: ServerState, metrics: MetricsConfig) -> tuple[list[st
             sent_column = list(compress(sent_column, keep))
         if "" in protocols:
             protocols = [p or "udp" for p in protocols]
-        keys = list(map("%s_%s".__mod__, zip(names, protocols, strict=True)))
-        pairs = dict(zip(keys, zip(received_column, sent_column, strict=True), strict=True))
-        if len(pairs) != len(keys):  # sessions share a label: sum them
+        distinct = set(protocols)
+        if len(distinct) == 1:  # one protocol (one source, the usual case): a concatenation, no tuples
+            keys = list(map(add, names, repeat("_" + distinct.pop(), len(names))))
+        else:
+            keys = list(map("%s_%s".__mod__, zip(names, protocols, strict=True)))
+        if len(set(keys)) == len(keys):  # every label once: sort row indexes, no pairs and no dict
+            order = sorted(range(len(keys)), key=keys.__getitem__)
+            labels = list(map(keys.__getitem__, order))
+            received = list(map(received_column.__getitem__, order))
+            sent = list(map(sent_column.__getitem__, order))
+        else:  # sessions share a label: sum them
+            pairs = dict(zip(keys, zip(received_column, sent_column, strict=True), strict=True))
             pairs.update(_summed_duplicates(keys, received_column, sent_column))
-        labels = sorted(pairs)
-        values = list(map(pairs.__getitem__, labels))
-        received = list(map(_first, values))
-        sent = list(map(_second, values))
+            labels = sorted(pairs)
+            values = list(map(pairs.__getitem__, labels))
+            received = list(map(_first, values))
+            sent = list(map(_second, values))
     joined = "".join(labels)
     if "\\" in joined or '"' in joined or "\n" in joined:
         labels = list(map(escape_label, labels))
