@@ -56,3 +56,42 @@ class ErrorCounter:
 
     def items(self) -> tuple[tuple[str, int], ...]:
         return tuple(sorted(self._counts.items()))
+
+
+class KeptSnapshot:
+    """What every source keeps between refreshes: the last complete snapshot, its generation, the error
+    counts, and the update time to use when the text has no TIME line (a file's mtime, a read's clock)."""
+
+    kind = ""
+
+    def __init__(self, name: str, target: str, protocol: str) -> None:
+        self.name = name
+        self.target = target
+        self.protocol = protocol
+        self._snapshot: Snapshot | None = None
+        self._generation = 0
+        self._errors = ErrorCounter()
+        self._fallback_update: float | None = None
+
+    def _keep(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        self._generation += 1
+
+    def _reading(self, *, available: bool, error: str) -> Reading:
+        snapshot = self._snapshot
+        last_update: float | None = None
+        if snapshot is not None:
+            epoch = snapshot.updated_epoch
+            last_update = float(epoch) if epoch is not None else self._fallback_update
+        return Reading(
+            name=self.name,
+            kind=self.kind,
+            target=self.target,
+            protocol=self.protocol,
+            snapshot=snapshot,
+            last_update=last_update,
+            available=available,
+            error=error,
+            generation=self._generation,
+            read_errors=self._errors.items(),
+        )

@@ -17,9 +17,8 @@ import threading
 import time
 from typing import BinaryIO
 
-from exporter.model import Snapshot
 from exporter.parser import StatusParseError, parse_status
-from exporter.sources.base import ErrorCounter, Reading
+from exporter.sources.base import KeptSnapshot, Reading
 
 log = logging.getLogger("openvpn_exporter")
 
@@ -38,20 +37,17 @@ class _ReadFailure(Exception):
         self.message = message
 
 
-class FileSource:
+class FileSource(KeptSnapshot):
+    kind = "file"
+
     def __init__(self, name: str, path: str, protocol: str, max_bytes: int) -> None:
-        self.name = name
+        super().__init__(name, path, protocol)
         self.path = path
-        self.protocol = protocol
         # Without a 2.7 prefix, an "auto" source's sessions are UDP: OpenVPN's default `proto`.
         self._default_protocol = protocol if protocol in ("tcp", "udp") else "udp"
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._key: tuple[int, ...] | None = None
-        self._snapshot: Snapshot | None = None
-        self._mtime: float | None = None
-        self._generation = 0
-        self._errors = ErrorCounter()
         self._error = ""
         self._last_logged = ""
 
@@ -70,7 +66,7 @@ class FileSource:
         before = self._stat()
         key = (before.st_dev, before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns)
         if key == self._key:
-            self._mtime = before.st_mtime
+            self._fallback_update = before.st_mtime
             return self._reading(available=True, error="")
 
         failure: StatusParseError | None = None
@@ -95,9 +91,8 @@ class FileSource:
             # Only a file that did not move during the read, and is not still within a timestamp tick
             # of its last write, is trusted to be unchanged when its stat is.
             self._key = key if settled else None
-            self._snapshot = snapshot
-            self._mtime = after.st_mtime
-            self._generation += 1
+            self._keep(snapshot)
+            self._fallback_update = after.st_mtime
             return self._reading(available=True, error="")
 
         assert failure is not None
@@ -180,19 +175,4 @@ class FileSource:
             elif self._last_logged:
                 log.info("source %s: %s read again", self.name, self.path)
             self._last_logged = error
-        snapshot = self._snapshot
-        last_update: float | None = None
-        if snapshot is not None:
-            last_update = float(snapshot.updated_epoch) if snapshot.updated_epoch is not None else self._mtime
-        return Reading(
-            name=self.name,
-            kind="file",
-            target=self.path,
-            protocol=self.protocol,
-            snapshot=snapshot,
-            last_update=last_update,
-            available=available,
-            error=error,
-            generation=self._generation,
-            read_errors=self._errors.items(),
-        )
+        return super()._reading(available=available, error=error)

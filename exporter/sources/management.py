@@ -23,7 +23,7 @@ from pathlib import Path
 
 from exporter.model import Snapshot
 from exporter.parser import StatusParseError, parse_status
-from exporter.sources.base import ErrorCounter, Reading
+from exporter.sources.base import KeptSnapshot, Reading
 
 log = logging.getLogger("openvpn_exporter")
 
@@ -160,21 +160,17 @@ class _Conversation:
             lines.append(line)
 
 
-class ManagementSource:
+class ManagementSource(KeptSnapshot):
+    kind = "management"
+
     def __init__(self, name: str, target: str, protocol: str, password_file: str, timeout: float) -> None:
-        self.name = name
-        self.target = target
-        self.protocol = protocol
+        super().__init__(name, target, protocol)
         # As for files: without a 2.7 prefix, an "auto" source's sessions are UDP, OpenVPN's default proto.
         self._default_protocol = protocol if protocol in ("tcp", "udp") else "udp"
         self.password_file = password_file
         self.timeout = timeout
         self._kind, self._address = parse_target(target)
         self._lock = threading.Lock()
-        self._snapshot: Snapshot | None = None
-        self._read_at: float | None = None
-        self._generation = 0
-        self._errors = ErrorCounter()
         self._logged_reason = ""
 
     def close(self) -> None:
@@ -189,9 +185,8 @@ class ManagementSource:
                 self._log(failure.reason, failure.message)
                 return self._reading(available=False, error=failure.message)
             if snapshot != self._snapshot:
-                self._snapshot = snapshot
-                self._generation += 1
-            self._read_at = time.time()
+                self._keep(snapshot)
+            self._fallback_update = time.time()
             self._log("", "")
             return self._reading(available=True, error="")
 
@@ -286,21 +281,3 @@ class ManagementSource:
         else:
             log.info("source %s: %s answers again", self.name, self.target)
         self._logged_reason = reason
-
-    def _reading(self, *, available: bool, error: str) -> Reading:
-        snapshot = self._snapshot
-        last_update: float | None = None
-        if snapshot is not None:
-            last_update = float(snapshot.updated_epoch) if snapshot.updated_epoch is not None else self._read_at
-        return Reading(
-            name=self.name,
-            kind="management",
-            target=self.target,
-            protocol=self.protocol,
-            snapshot=snapshot,
-            last_update=last_update,
-            available=available,
-            error=error,
-            generation=self._generation,
-            read_errors=self._errors.items(),
-        )
