@@ -22,10 +22,10 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config
+from exporter.headers import ResponseHeaders
 from exporter.hub import Hub, ServerState
 from exporter.views.metrics import render_metrics
 from exporter.views.pages import STYLESHEET_PATH, render_landing, render_sessions_page
@@ -119,27 +119,6 @@ class ViewCache:
                     self._entry = None
             finally:
                 self._lock.release()
-
-
-class SecurityHeaders:
-    """nosniff on every response, whatever route (404s included) produced it."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((b"x-content-type-options", b"nosniff"))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 class ExporterApp:
@@ -289,7 +268,7 @@ class ExporterApp:
     def asgi(self, middleware: Sequence[Middleware] = ()) -> Starlette:
         app = Starlette(
             routes=self.routes(),
-            middleware=[Middleware(SecurityHeaders), *middleware],
+            middleware=[Middleware(ResponseHeaders, headers=[("X-Content-Type-Options", "nosniff")]), *middleware],
             lifespan=self.lifespan,
         )
         # The contract: unknown paths are 404, "/metrics/" included, not a redirect.

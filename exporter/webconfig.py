@@ -37,7 +37,9 @@ import uvicorn
 import yaml
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from exporter.headers import ResponseHeaders
 
 log = logging.getLogger("openvpn_exporter")
 
@@ -489,33 +491,11 @@ def _credentials(scope: Scope) -> tuple[bytes, bytes] | None:
     return user, password
 
 
-class ExtraHeaders:
-    """`http_server_config.headers`: added to every response."""
-
-    def __init__(self, app: ASGIApp, headers: tuple[tuple[str, str], ...]) -> None:
-        self.app = app
-        self.headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                names = {k for k, _ in self.headers}
-                kept = [(k, v) for k, v in message.get("headers", []) if k not in names]
-                message["headers"] = [*kept, *self.headers]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
 def server_options(web: WebConfig) -> tuple[list[Middleware], dict[str, Any]]:
     """Middleware for the app (outermost first) and keyword arguments for ServerConfig."""
     middleware: list[Middleware] = []
     if web.headers:
-        middleware.append(Middleware(ExtraHeaders, headers=web.headers))
+        middleware.append(Middleware(ResponseHeaders, headers=web.headers))
     if web.users:
         middleware.append(Middleware(BasicAuth, users=web.users))
         if web.tls is None:
