@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from exporter.yamlfile import parse_yaml, read_config_text
 
 DEFAULT_SERVER_NAME = "openvpn-server"
 # OpenVPN's own default `status` refresh is 60 s and an idle server rewrites every ~10 s even with
@@ -113,30 +113,11 @@ def _expect(value: Any, kind: type | tuple[type, ...], where: str, what: str) ->
 
 def load_config(path: str | Path) -> Config:
     name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{name}: config file not found (pass its path with --config.file)") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{name}: is a directory, not a config file") from None
-    except PermissionError:
-        raise ConfigError(f"{name}: permission denied reading the config file") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{name}: config file is not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot read the config file: {exc.strerror or exc}") from None
-    return parse_config(text, name)
+    return parse_config(read_config_text(name, "config file", "--config.file", ConfigError), name)
 
 
 def parse_config(text: str, name: str = "exporter.yaml") -> Config:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise ConfigError(f"{name}: {where}YAML syntax error: {exc.problem or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{name}: YAML syntax error: {str(exc).splitlines()[0]}") from None
+    raw = parse_yaml(text, name, ConfigError)
     if raw is None:
         raise ConfigError(f"{name}: the config is empty: configure at least one status source")
     if not isinstance(raw, dict):

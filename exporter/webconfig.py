@@ -34,12 +34,12 @@ from typing import Any
 
 import bcrypt
 import uvicorn
-import yaml
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from exporter.headers import ResponseHeaders
+from exporter.yamlfile import parse_yaml, read_config_text
 
 log = logging.getLogger("openvpn_exporter")
 
@@ -111,30 +111,11 @@ class WebConfig:
 
 
 def load_web_config(path: str) -> WebConfig:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise WebConfigError(f"{path}: web config file not found (--web.config.file)") from None
-    except IsADirectoryError:
-        raise WebConfigError(f"{path}: is a directory, not a web config file") from None
-    except PermissionError:
-        raise WebConfigError(f"{path}: permission denied reading the web config file") from None
-    except UnicodeDecodeError:
-        raise WebConfigError(f"{path}: web config file is not UTF-8 text") from None
-    except OSError as exc:
-        raise WebConfigError(f"{path}: cannot read the web config file: {exc.strerror or exc}") from None
-    return parse_web_config(text, path)
+    return parse_web_config(read_config_text(path, "web config file", "--web.config.file", WebConfigError), path)
 
 
 def parse_web_config(text: str, path: str = "web-config.yml") -> WebConfig:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise WebConfigError(f"{path}: {where}YAML syntax error: {exc.problem or exc}") from None
-    except yaml.YAMLError as exc:
-        raise WebConfigError(f"{path}: YAML syntax error: {str(exc).splitlines()[0]}") from None
+    raw = parse_yaml(text, path, WebConfigError)
     if raw is None:
         raw = {}  # an empty file is valid for the toolkit: plain HTTP, no auth
     section = _mapping(raw, path, "")
