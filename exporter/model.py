@@ -13,7 +13,7 @@ untracked by the first collection they survive.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -197,6 +197,57 @@ class LazyRouteTable(RouteTable):
 
     def __len__(self) -> int:
         return self._length
+
+
+class LazySessionTable(SessionTable):
+    """A session table some of whose columns are built on first use.
+
+    `columns` maps every Session field to its values or to a zero-argument builder of them (`length`
+    values). The parser validates every column when it reads the rows, but builds only what /metrics
+    reads (names, protocols, byte counts) and the cheap copies: host/port splits, normalised times,
+    epoch integers and shared username/cipher strings wait for the JSON, the HTML page or the rows.
+    Equality, hash and repr go through the columns, so they are those of the fully built table.
+    """
+
+    __slots__ = ("_builders", "_length")
+    _builders: dict[str, Callable[[], Iterable[Any]]]
+    _length: int
+
+    def __init__(self, length: int, columns: Mapping[str, Iterable[Any] | Callable[[], Iterable[Any]]]) -> None:
+        builders: dict[str, Callable[[], Iterable[Any]]] = {}
+        for name in Session._fields:
+            value = columns[name]
+            if callable(value):
+                builders[name] = value
+                continue
+            values = tuple(value)
+            if len(values) != length:
+                raise ValueError("session table columns differ in length")
+            object.__setattr__(self, name, values)
+        object.__setattr__(self, "_builders", builders)
+        object.__setattr__(self, "_length", length)
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only while a column slot is still unset (or for a name that is no column).
+        if name not in Session._fields:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        with _LAZY_SESSION_LOCK:
+            try:
+                return object.__getattribute__(self, name)  # another thread built it meanwhile
+            except AttributeError:
+                pass
+            values = tuple(self._builders[name]())
+            if len(values) != self._length:
+                raise ValueError(f"lazily built session column {name!r} has the wrong length")
+            object.__setattr__(self, name, values)
+            del self._builders[name]  # the last one gone frees the raw columns the builders kept
+        return values
+
+    def __len__(self) -> int:
+        return self._length
+
+
+_LAZY_SESSION_LOCK = threading.RLock()  # re-entrant: one column's builder may read another column
 
 
 EMPTY_SESSIONS = SessionTable([()] * len(Session._fields))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from itertools import repeat
 from operator import methodcaller
 from typing import Any
@@ -22,6 +23,7 @@ from exporter.model import (
     EMPTY_SESSIONS,
     HANDSHAKE_CN,
     LazyRouteTable,
+    LazySessionTable,
     Route,
     RouteTable,
     Session,
@@ -120,7 +122,9 @@ _is_digit = str.isdigit
 
 
 def _all_counts(column: Sequence[str]) -> bool:
-    return all(map(_is_digit, column))
+    # Every value non-empty and the concatenation all digits: the answer of all(map(str.isdigit, column))
+    # without a call per value.
+    return not column or (all(column) and "".join(column).isdigit())
 
 
 def _times(column: Sequence[str]) -> Sequence[str]:
@@ -199,6 +203,10 @@ class _Rows:
 def _shared(column: Iterable[str], memo: dict[str, str]) -> list[str]:
     """One string object per distinct value (UNDEF, cipher names, equal times) instead of one per row."""
     return list(map(memo.setdefault, column, column))
+
+
+def _shared_times(column: Sequence[str], memo: dict[str, str]) -> list[str]:
+    return _shared(_times(column), memo)
 
 
 def parse_status(data: bytes | str, default_protocol: str = "") -> Snapshot:
@@ -356,13 +364,14 @@ class _SessionBuilder:
             sessions.add_columns(built)
         return sessions
 
-    def build_text_block(self, text: str, start: int, end: int, sep: str, kind: str, count: int) -> _Rows | None:
-        """Session columns for the `count` lines of text[start:end], each known to start with `kind` and
+    def build_text_block(self, text: str, start: int, end: int, sep: str, kind: str, count: int) -> SessionTable | None:
+        """The session table of the `count` lines of text[start:end], each known to start with `kind` and
         the separator; None hands the block back. No list of lines: each chunk of about _BLOCK_CHARS is
-        split into its fields at once.
+        split into its fields at once. Every column is validated here; the ones /metrics does not read
+        are built on first use (see _lazy_table).
         """
         width = self.width + 1
-        sessions = _Rows(_SESSION_WIDTH)
+        chunks: list[list[list[str]]] = []
         while start < end:
             stop = text.find("\n", min(start + _BLOCK_CHARS, end), end) if start + _BLOCK_CHARS < end else -1
             if stop < 0:
@@ -378,13 +387,103 @@ class _SessionBuilder:
                 return None
             if fields[0::width].count(kind) != rows or fields.count(kind) != rows:
                 return None
-            built = self._from_columns([fields[i::width] for i in range(1, width)])
-            if built is None:
+            columns = [fields[i::width] for i in range(1, width)]
+            del fields
+            if not self._valid_columns(columns):
                 return None
-            sessions.add_columns(built)
+            chunks.append(columns)
             count -= rows
             start = stop + 1
-        return sessions if count == 0 else None
+        if count != 0 or not chunks:
+            return None
+        raw = chunks[0]
+        for columns in chunks[1:]:
+            for column, values in zip(raw, columns, strict=True):
+                column += values
+        del chunks
+        return self._lazy_table(raw)
+
+    def _valid_columns(self, columns: list[list[str]]) -> bool:
+        """What _from_columns checks before it builds: counts are digits, real addresses plausible."""
+        if not all(_all_counts(columns[i]) for i in self.counted):
+            return False
+        real = columns[self.i_real]
+        joined = "".join(real)
+        return all(real) and " " not in joined and "," not in joined
+
+    def _lazy_table(self, columns: list[list[str]]) -> SessionTable:
+        """The table _from_columns would build from validated `columns`, with the columns /metrics does not
+        read left to builders. A builder runs only what cannot fail on validated input; whatever could
+        (int() of a non-ASCII digit, say) is done now, so errors still surface during the parse.
+        """
+        real = columns[self.i_real]
+        count = len(real)
+        blank = ("",) * count
+        memo = self.memo
+        default = self.default_protocol
+
+        def raw(i: int | None) -> Sequence[str]:
+            return columns[i] if i is not None else blank
+
+        split: list[tuple[list[str], list[str], list[str]]] = []
+
+        def addresses() -> tuple[list[str], list[str], list[str]]:
+            if not split:
+                protocols, hosts, ports = _split_addresses(real, default)
+                split.append((list(protocols), list(hosts), list(ports)))
+            return split[0]
+
+        # Only an address that starts with "udp" or "tcp" can carry a protocol prefix: without one,
+        # every row has the default protocol and no address needs splitting yet.
+        lines = "\n".join(real)
+        protocol: Sequence[str] | Callable[[], Iterable[str]]
+        if lines.startswith(("udp", "tcp")) or "\nudp" in lines or "\ntcp" in lines:
+            protocol = addresses()[0]
+        else:
+            protocol = (default,) * count
+        del lines
+
+        since: Sequence[str] | Callable[[], Iterable[str]] = blank
+        if self.i_since is not None:
+            since_text = columns[self.i_since]
+            since = partial(_shared_times, since_text, memo)
+            if not "".join(since_text).isascii():
+                since = _shared_times(since_text, memo)  # normalise_time may raise: fail now, not later
+        epochs: Sequence[int | None] | Callable[[], Iterable[int | None]] = (None,) * count
+        if self.i_since_t is not None:
+            epoch_text = columns[self.i_since_t]  # validated: non-empty digits
+            epochs = partial(map, int, epoch_text)
+            if not "".join(epoch_text).isascii():
+                epochs = list(map(int, epoch_text))  # a digit int() may refuse: fail now, not later
+        user: Sequence[str] | Callable[[], Iterable[str]] = blank
+        if self.i_user is not None:
+            user = partial(_shared, columns[self.i_user], memo)
+        cipher: Sequence[str] | Callable[[], Iterable[str]] = blank
+        if self.i_cipher is not None:
+            cipher = partial(_shared, columns[self.i_cipher], memo)
+        names = columns[self.i_cn]
+        if HANDSHAKE_CN in names:
+            names = [HANDSHAKE_CN if name == HANDSHAKE_CN else name for name in names]
+        return LazySessionTable(
+            count,
+            {
+                "common_name": names,
+                "real_address": real,
+                "remote_host": lambda: addresses()[1],
+                "remote_port": lambda: addresses()[2],
+                "protocol": protocol,
+                "virtual_address": raw(self.i_v4),
+                "virtual_ipv6_address": raw(self.i_v6),
+                "bytes_received": list(map(int, columns[self.i_rx])),
+                "bytes_sent": list(map(int, columns[self.i_tx])),
+                "connected_since": since,
+                "connected_since_epoch": epochs,
+                "username": user,
+                "client_id": raw(self.i_cid),
+                "peer_id": raw(self.i_pid),
+                "cipher": cipher,
+            },
+        )
 
     def _from_columns(self, columns: list[list[str]]) -> list[list[Any]] | None:
         """The Session columns (in field order) of one block of split rows, or None to hand it back."""
@@ -593,8 +692,15 @@ class _V23Parser:
         self.route_index: dict[str, int] | None = None
         self.route_width = 0
         self.lazy_routes: RouteTable | None = None
+        self.lazy_sessions: SessionTable | None = None  # the client rows, when they came as one text block
         self.skipped = 0
         self.section = 0  # 0 preamble, 1 client list, 2 routing table, 3 global stats: OpenVPN prints them in order
+
+    def _take_lazy_sessions(self) -> None:
+        """More client rows follow a text block: keep the order by building the block's rows first."""
+        if self.lazy_sessions is not None:
+            self.sessions.add_columns(self.lazy_sessions.columns())
+            self.lazy_sessions = None
 
     def feed(self, line: str) -> None:
         sep = self.sep
@@ -602,6 +708,7 @@ class _V23Parser:
         if kind == "CLIENT_LIST":
             if self.section != 1 or self.builder is None:
                 raise StatusParseError("malformed", "CLIENT_LIST row outside the client list")
+            self._take_lazy_sessions()
             session = self.builder.build(rest.split(sep), self.comma)
             if session is None:
                 self.skipped += 1
@@ -650,6 +757,7 @@ class _V23Parser:
         sessions = self.builder.build_block(lines, self.sep, "CLIENT_LIST")
         if sessions is None:
             return False
+        self._take_lazy_sessions()
         self.sessions.add_columns(sessions.columns())
         return True
 
@@ -666,10 +774,14 @@ class _V23Parser:
         """client_block() for the `count` lines of text[start:end], without splitting them into lines."""
         if self.section != 1 or self.builder is None:
             return False
-        sessions = self.builder.build_text_block(text, start, end, self.sep, "CLIENT_LIST", count)
-        if sessions is None:
+        table = self.builder.build_text_block(text, start, end, self.sep, "CLIENT_LIST", count)
+        if table is None:
             return False
-        self.sessions.add_columns(sessions.columns())
+        if self.lazy_sessions is None and not len(self.sessions):
+            self.lazy_sessions = table
+        else:
+            self._take_lazy_sessions()
+            self.sessions.add_columns(table.columns())
         return True
 
     def route_text_block(self, text: str, start: int, end: int, count: int) -> bool:
@@ -687,6 +799,8 @@ class _V23Parser:
         if self.section < 2:
             raise StatusParseError("malformed", "status text lacks the client list or routing table header")
         sessions, routes = _tables(self.sessions, self.routes)
+        if self.lazy_sessions is not None:  # then no client row came any other way (_take_lazy_sessions)
+            sessions = self.lazy_sessions
         if self.lazy_routes is not None:
             routes = self.lazy_routes
         _check_unique_connections(sessions)
