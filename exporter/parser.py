@@ -378,14 +378,15 @@ class _SessionBuilder:
                 stop = end
             chunk = text[start:stop]
             rows = chunk.count("\n") + 1
+            # Every line starts with `kind`: with `kind` nowhere else in the text (a substring search,
+            # cheaper than comparing every field) and every width-th field one of them, each line has
+            # exactly `width` fields (a misaligned line would put some other field equal to `kind` at a
+            # width-th place). A field that merely contains `kind` hands the block back.
+            if chunk.count(kind) != rows:
+                return None
             fields = chunk.replace("\n", sep).split(sep)
             del chunk
-            # Every line starts with `kind`: with `rows` of them among the fields and every width-th
-            # field one of them, each line has exactly `width` fields (a misaligned line would put some
-            # other field equal to `kind` at a width-th place, one `kind` too many).
-            if len(fields) != rows * width:
-                return None
-            if fields[0::width].count(kind) != rows or fields.count(kind) != rows:
+            if len(fields) != rows * width or fields[0::width].count(kind) != rows:
                 return None
             columns = [fields[i::width] for i in range(1, width)]
             del fields
