@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from json.encoder import encode_basestring_ascii
 
@@ -98,8 +97,3 @@ def render_sessions_json(state: ServerState) -> bytes:
     args += [live_column(tables, "bytes_received"), live_column(tables, "bytes_sent")]
     template = "{" + ",".join(slots) + "}"
     return ("[" + ",".join(map(template.__mod__, zip(*args, strict=True))) + "]").encode()
-
-
-def render_sessions_json_reference(state: ServerState) -> bytes:
-    """The straightforward encoding render_sessions_json must equal, byte for byte."""
-    return json.dumps(session_rows(state), separators=(",", ":")).encode()
