@@ -68,6 +68,20 @@ def _inputs(big: bool) -> list[tuple[str, bytes]]:
         text = "\n".join(mutated)
         cases.append((f"gen-v3-odd-{i}", text.encode()))
         cases.append((f"gen-v2-odd-{i}", text.replace("\t", ",").encode()))
+    # Counters that are digits but not what str(int) prints: leading zeros, non-ASCII decimal digits.
+    for label, counter in (
+        ("leading-zero", "00042"),
+        ("zero", "0"),
+        ("arabic-digits", "\u0664\u0662"),
+        ("super", "\u00b2"),
+    ):
+        mutated = list(lines)
+        for j in range(4, 300, 23):
+            if mutated[j].startswith("CLIENT_LIST"):
+                fields = mutated[j].split("\t")
+                fields[5 + j % 2] = counter
+                mutated[j] = "\t".join(fields)
+        cases.append((f"gen-v3-counter-{label}", "\n".join(mutated).encode()))
     unknown = "HEADER\tERRORS\tx\nFOO_BAR\tx\nGLOBAL_STATS"
     cases.append(("gen-v3-unknown-type", v3.replace("GLOBAL_STATS", unknown, 1).encode()))
     cases.append(("gen-v3-fragment", v3.replace("GLOBAL_STATS", "ENT_LIST\tx\nGLOBAL_STATS", 1).encode()))

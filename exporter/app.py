@@ -27,7 +27,7 @@ from exporter import __version__
 from exporter.config import Config, ConfigError, load_config
 from exporter.headers import ResponseHeaders
 from exporter.hub import Hub, ServerState
-from exporter.views.metrics import render_metrics
+from exporter.views.metrics import MetricsView
 from exporter.views.pages import STYLESHEET_PATH, render_landing, render_sessions_page
 from exporter.views.selfmetrics import ExporterCollector
 from exporter.views.sessions import render_sessions_json
@@ -148,8 +148,9 @@ class ExporterApp:
     def apply_config(self, config: Config) -> None:
         """Swap in a new configuration: new sources, fresh caches. Requests in flight finish on the old."""
         hub = Hub(config)
+        metrics_view = MetricsView(config.metrics)
         caches = {
-            "metrics": ViewCache(lambda s: render_metrics(s, config.metrics).encode()),
+            "metrics": ViewCache(lambda s: metrics_view.render(s).encode()),
             "sessions": ViewCache(render_sessions_json),
             "static": ViewCache(lambda s: render_sessions_page(s).encode()),
         }

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 HANDSHAKE_CN = "UNDEF"
+CounterName = Literal["bytes_received", "bytes_sent"]
 
 
 class Session(NamedTuple):
@@ -93,6 +94,11 @@ class SessionTable:
 
     def columns(self) -> tuple[tuple[Any, ...], ...]:
         return tuple(getattr(self, name) for name in Session._fields)
+
+    def counter_text(self, name: CounterName) -> Sequence[str]:
+        """A byte counter column as decimal text, what /metrics and the JSON print."""
+        counts: tuple[int, ...] = getattr(self, name)
+        return tuple(map(str, counts))
 
     def rows(self) -> tuple[Session, ...]:
         return tuple(map(Session._make, zip(*self.columns(), strict=True)))
@@ -209,11 +215,23 @@ class LazySessionTable(SessionTable):
     Equality, hash and repr go through the columns, so they are those of the fully built table.
     """
 
-    __slots__ = ("_builders", "_length")
+    __slots__ = ("_builders", "_length", "_texts")
     _builders: dict[str, Callable[[], Iterable[Any]]]
     _length: int
+    _texts: Mapping[str, Sequence[str]]
 
-    def __init__(self, length: int, columns: Mapping[str, Iterable[Any] | Callable[[], Iterable[Any]]]) -> None:
+    def __init__(
+        self,
+        length: int,
+        columns: Mapping[str, Iterable[Any] | Callable[[], Iterable[Any]]],
+        texts: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        """`texts` may hold a counter column's values as the status file wrote them, when that text is
+        exactly what str() of the numbers gives: no integer is built, nor printed again, for a render."""
+        object.__setattr__(self, "_texts", texts or {})
+        for name, values in self._texts.items():
+            if len(values) != length:
+                raise ValueError(f"session table text column {name!r} has the wrong length")
         builders: dict[str, Callable[[], Iterable[Any]]] = {}
         for name in Session._fields:
             value = columns[name]
@@ -245,6 +263,10 @@ class LazySessionTable(SessionTable):
 
     def __len__(self) -> int:
         return self._length
+
+    def counter_text(self, name: CounterName) -> Sequence[str]:
+        text = self._texts.get(name)
+        return text if text is not None else super().counter_text(name)
 
 
 _LAZY_SESSION_LOCK = threading.RLock()  # re-entrant: one column's builder may read another column

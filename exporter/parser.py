@@ -117,6 +117,7 @@ _SESSION_WIDTH = len(Session._fields)
 _ROUTE_WIDTH = len(Route._fields)
 # A column whose values are all "YYYY-MM-DD HH:MM:SS"-shaped is what normalise_time returns unchanged.
 _NEW_STYLE_TIMES = re.compile(r"(?:[^\n]{4}-[^\n]{5} [^\n]{8}\n)*")
+_LEADING_ZERO = re.compile(r"^0[0-9]", re.MULTILINE)
 _count_colons = methodcaller("count", ":")
 _is_digit = str.isdigit
 
@@ -125,6 +126,12 @@ def _all_counts(column: Sequence[str]) -> bool:
     # Every value non-empty and the concatenation all digits: the answer of all(map(str.isdigit, column))
     # without a call per value.
     return not column or (all(column) and "".join(column).isdigit())
+
+
+def _canonical_counts(column: Sequence[str]) -> bool:
+    """Digit strings (already validated) that are exactly str(int(value)): ASCII, no leading zero."""
+    joined = "\n".join(column)
+    return joined.isascii() and _LEADING_ZERO.search(joined) is None
 
 
 def _times(column: Sequence[str]) -> Sequence[str]:
@@ -465,6 +472,17 @@ class _SessionBuilder:
         names = columns[self.i_cn]
         if HANDSHAKE_CN in names:
             names = [HANDSHAKE_CN if name == HANDSHAKE_CN else name for name in names]
+        # The counters stay text when the file wrote them as str() would (ASCII, no leading zero): the
+        # views print that text as it is, and the integers are built only for whoever reads them.
+        texts: dict[str, Sequence[str]] = {}
+        counters: dict[str, Sequence[int] | Callable[[], Iterable[int]]] = {}
+        for name, i in (("bytes_received", self.i_rx), ("bytes_sent", self.i_tx)):
+            digits = columns[i]  # validated: non-empty digits
+            if _canonical_counts(digits):
+                texts[name] = digits
+                counters[name] = partial(map, int, digits)
+            else:
+                counters[name] = list(map(int, digits))  # a digit int() may refuse: fail now, not later
         return LazySessionTable(
             count,
             {
@@ -475,8 +493,8 @@ class _SessionBuilder:
                 "protocol": protocol,
                 "virtual_address": raw(self.i_v4),
                 "virtual_ipv6_address": raw(self.i_v6),
-                "bytes_received": list(map(int, columns[self.i_rx])),
-                "bytes_sent": list(map(int, columns[self.i_tx])),
+                "bytes_received": counters["bytes_received"],
+                "bytes_sent": counters["bytes_sent"],
                 "connected_since": since,
                 "connected_since_epoch": epochs,
                 "username": user,
@@ -484,6 +502,7 @@ class _SessionBuilder:
                 "peer_id": raw(self.i_pid),
                 "cipher": cipher,
             },
+            texts,
         )
 
     def _from_columns(self, columns: list[list[str]]) -> list[list[Any]] | None:

@@ -7,7 +7,7 @@ from json.encoder import encode_basestring_ascii
 
 from exporter.hub import ServerState
 from exporter.model import HANDSHAKE_CN, Session
-from exporter.views.metrics import live_column, live_tables
+from exporter.views.metrics import counter_text, live_column, live_tables
 
 
 def session_state(session: Session) -> str:
@@ -93,7 +93,7 @@ def render_sessions_json(state: ServerState) -> bytes:
     text("remoteid", names)
     text("remotets", tunnel)
     text("established", column("connected_since"))
-    slots += ['"bytesin":"%d"', '"bytesout":"%d"', '"packetsin":"0"', '"packetsout":"0"']
-    args += [live_column(tables, "bytes_received"), live_column(tables, "bytes_sent")]
+    slots += ['"bytesin":"%s"', '"bytesout":"%s"', '"packetsin":"0"', '"packetsout":"0"']
+    args += [counter_text(tables, "bytes_received"), counter_text(tables, "bytes_sent")]
     template = "{" + ",".join(slots) + "}"
     return ("[" + ",".join(map(template.__mod__, zip(*args, strict=True))) + "]").encode()
