@@ -215,20 +215,25 @@ class LazySessionTable(SessionTable):
     Equality, hash and repr go through the columns, so they are those of the fully built table.
     """
 
-    __slots__ = ("_builders", "_length", "_texts")
+    __slots__ = ("_builders", "_length", "_texts", "origin")
     _builders: dict[str, Callable[[], Iterable[Any]]]
     _length: int
     _texts: Mapping[str, Sequence[str]]
+    origin: object
 
     def __init__(
         self,
         length: int,
         columns: Mapping[str, Iterable[Any] | Callable[[], Iterable[Any]]],
         texts: Mapping[str, Sequence[str]] | None = None,
+        origin: object = None,
     ) -> None:
         """`texts` may hold a counter column's values as the status file wrote them, when that text is
-        exactly what str() of the numbers gives: no integer is built, nor printed again, for a render."""
+        exactly what str() of the numbers gives: no integer is built, nor printed again, for a render.
+        `origin` is whatever the builder of the table wants to find again in the next parse (the parser
+        keeps the raw text columns there, to see which rows a rewrite left alone)."""
         object.__setattr__(self, "_texts", texts or {})
+        object.__setattr__(self, "origin", origin)
         for name, values in self._texts.items():
             if len(values) != length:
                 raise ValueError(f"session table text column {name!r} has the wrong length")
@@ -267,6 +272,27 @@ class LazySessionTable(SessionTable):
     def counter_text(self, name: CounterName) -> Sequence[str]:
         text = self._texts.get(name)
         return text if text is not None else super().counter_text(name)
+
+    def sharing(
+        self,
+        replaced: Mapping[str, Iterable[Any] | Callable[[], Iterable[Any]]],
+        texts: Mapping[str, Sequence[str]],
+        origin: object,
+    ) -> LazySessionTable:
+        """A table with `replaced` columns and this table's other columns: the same objects, built or not.
+
+        What a rewrite that changed only the counters parses to: the columns already built for one scrape
+        (host/port splits, times, the views' layouts keyed on them) serve the next one as they are.
+        """
+        columns: dict[str, Iterable[Any] | Callable[[], Iterable[Any]]] = dict(replaced)
+        with _LAZY_SESSION_LOCK:  # a column being built now is either built or still a builder, never neither
+            for name in Session._fields:
+                if name not in columns:
+                    try:
+                        columns[name] = object.__getattribute__(self, name)
+                    except AttributeError:
+                        columns[name] = self._builders[name]
+        return LazySessionTable(self._length, columns, texts, origin)
 
 
 _LAZY_SESSION_LOCK = threading.RLock()  # re-entrant: one column's builder may read another column

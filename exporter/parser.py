@@ -216,24 +216,28 @@ def _shared_times(column: Sequence[str], memo: dict[str, str]) -> list[str]:
     return _shared(_times(column), memo)
 
 
-def parse_status(data: bytes | str, default_protocol: str = "") -> Snapshot:
-    """Parse one complete status text. `default_protocol` labels sessions whose address has no prefix."""
+def parse_status(data: bytes | str, default_protocol: str = "", previous: Snapshot | None = None) -> Snapshot:
+    """Parse one complete status text. `default_protocol` labels sessions whose address has no prefix.
+
+    `previous`, the last snapshot of the same source, lets a rewrite that changed only the byte counters
+    share its other columns; the result is the same as without it.
+    """
     try:
         text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
-        return _parse(text, default_protocol)
+        return _parse(text, default_protocol, previous.session_table if previous is not None else None)
     except StatusParseError:
         raise
     except Exception as exc:  # the promise: nothing but StatusParseError escapes, whatever the input
         raise StatusParseError("malformed", f"unparseable status text ({type(exc).__name__})") from exc
 
 
-def _parse(text: str, default_protocol: str) -> Snapshot:
+def _parse(text: str, default_protocol: str, previous: SessionTable | None) -> Snapshot:
     if not text or text.isspace():  # not text.strip(), which copies the whole text
         raise StatusParseError("empty", "status text is empty")
     if "\x00" in text:
         raise StatusParseError("malformed", "status text contains NUL bytes: not an OpenVPN status file")
     if "\r" not in text and text.startswith(("TITLE\t", "TITLE,", "TIME\t", "TIME,", "HEADER\t", "HEADER,")):
-        fast = _parse_text(text, default_protocol)
+        fast = _parse_text(text, default_protocol, previous)
         if fast is not None:
             return fast
     lines = text.split("\n")
@@ -260,7 +264,7 @@ def _parse(text: str, default_protocol: str) -> Snapshot:
     return _parse_v2v3(body, separator, 3 if separator == "\t" else 2, default_protocol, text)
 
 
-def _parse_text(text: str, default_protocol: str) -> Snapshot | None:
+def _parse_text(text: str, default_protocol: str, previous: SessionTable | None) -> Snapshot | None:
     """Status-version 2/3 without a list of all lines; None leaves the text to the line-based code.
 
     The torn-read checks come first, as there, with the same answers: the last non-empty line is the
@@ -278,7 +282,7 @@ def _parse_text(text: str, default_protocol: str) -> Snapshot | None:
         return None
     token = next(t for t in ("TITLE", "TIME", "HEADER") if text.startswith(t))
     sep = text[len(token)]
-    parser = _parse_v2v3_text(text, last - 1, sep, default_protocol)
+    parser = _parse_v2v3_text(text, last - 1, sep, default_protocol, previous)
     if parser is None:
         return None
     return parser.snapshot(3 if sep == "\t" else 2)
@@ -330,8 +334,11 @@ def _session_validator(index: dict[str, int]) -> Callable[[list[str]], bool]:
 class _SessionBuilder:
     """Turns CLIENT_LIST rows into Sessions with the column indexes resolved once."""
 
-    def __init__(self, header: list[str], default_protocol: str) -> None:
+    def __init__(self, header: list[str], default_protocol: str, previous: SessionTable | None = None) -> None:
         self.index = _columns(header, _CLIENT_REQUIRED, "client list")
+        self.key = (tuple(header), default_protocol)  # what the raw columns of a table mean
+        self.previous = previous
+        self.reused: LazySessionTable | None = None  # the table built by sharing the previous one's columns
         self.width = len(header)
         self.default_protocol = default_protocol
         self.valid = _session_validator(self.index)
@@ -379,6 +386,7 @@ class _SessionBuilder:
         """
         width = self.width + 1
         chunks: list[list[list[str]]] = []
+        identity: list[str] = []
         while start < end:
             stop = text.find("\n", min(start + _BLOCK_CHARS, end), end) if start + _BLOCK_CHARS < end else -1
             if stop < 0:
@@ -396,9 +404,15 @@ class _SessionBuilder:
             if len(fields) != rows * width or fields[0::width].count(kind) != rows:
                 return None
             columns = [fields[i::width] for i in range(1, width)]
-            del fields
             if not self._valid_columns(columns):
                 return None
+            # Everything but the counters, joined while the fields are still in the cache: what tells the
+            # next parse whether only the counters changed (see _lazy_table).
+            blanks = [""] * rows
+            fields[self.i_rx + 1 :: width] = blanks
+            fields[self.i_tx + 1 :: width] = blanks
+            identity.append("\x00".join(fields))
+            del fields
             chunks.append(columns)
             count -= rows
             start = stop + 1
@@ -409,7 +423,7 @@ class _SessionBuilder:
             for column, values in zip(raw, columns, strict=True):
                 column += values
         del chunks
-        return self._lazy_table(raw)
+        return self._lazy_table(raw, "\x00".join(identity))
 
     def _valid_columns(self, columns: list[list[str]]) -> bool:
         """What _from_columns checks before it builds: counts are digits, real addresses plausible."""
@@ -419,13 +433,29 @@ class _SessionBuilder:
         joined = "".join(real)
         return all(real) and " " not in joined and "," not in joined
 
-    def _lazy_table(self, columns: list[list[str]]) -> SessionTable:
+    def _lazy_table(self, columns: list[list[str]], identity: str) -> SessionTable:
         """The table _from_columns would build from validated `columns`, with the columns /metrics does not
         read left to builders. A builder runs only what cannot fail on validated input; whatever could
         (int() of a non-ASCII digit, say) is done now, so errors still surface during the parse.
         """
         real = columns[self.i_real]
         count = len(real)
+        # The counters stay text when the file wrote them as str() would (ASCII, no leading zero): the
+        # views print that text as it is, and the integers are built only for whoever reads them.
+        texts: dict[str, Sequence[str]] = {}
+        counters: dict[str, Sequence[int] | Callable[[], Iterable[int]]] = {}
+        for name, i in (("bytes_received", self.i_rx), ("bytes_sent", self.i_tx)):
+            digits = columns[i]  # validated: non-empty digits
+            if _canonical_counts(digits):
+                texts[name] = digits
+                counters[name] = partial(map, int, digits)
+            else:
+                counters[name] = list(map(int, digits))  # a digit int() may refuse: fail now, not later
+        origin = (self.key, count, identity)
+        previous = self.previous
+        if isinstance(previous, LazySessionTable) and previous.origin == origin:
+            self.reused = previous.sharing(counters, texts, previous.origin)
+            return self.reused
         blank = ("",) * count
         memo = self.memo
         default = self.default_protocol
@@ -472,17 +502,6 @@ class _SessionBuilder:
         names = columns[self.i_cn]
         if HANDSHAKE_CN in names:
             names = [HANDSHAKE_CN if name == HANDSHAKE_CN else name for name in names]
-        # The counters stay text when the file wrote them as str() would (ASCII, no leading zero): the
-        # views print that text as it is, and the integers are built only for whoever reads them.
-        texts: dict[str, Sequence[str]] = {}
-        counters: dict[str, Sequence[int] | Callable[[], Iterable[int]]] = {}
-        for name, i in (("bytes_received", self.i_rx), ("bytes_sent", self.i_tx)):
-            digits = columns[i]  # validated: non-empty digits
-            if _canonical_counts(digits):
-                texts[name] = digits
-                counters[name] = partial(map, int, digits)
-            else:
-                counters[name] = list(map(int, digits))  # a digit int() may refuse: fail now, not later
         return LazySessionTable(
             count,
             {
@@ -503,6 +522,7 @@ class _SessionBuilder:
                 "cipher": cipher,
             },
             texts,
+            origin,
         )
 
     def _from_columns(self, columns: list[list[str]]) -> list[list[Any]] | None:
@@ -699,10 +719,11 @@ def _unknown_line(line: str, separator: str) -> None:
 class _V23Parser:
     """status-version 2/3: the line-by-line state machine, plus whole blocks of rows at once."""
 
-    def __init__(self, sep: str, default_protocol: str) -> None:
+    def __init__(self, sep: str, default_protocol: str, previous: SessionTable | None = None) -> None:
         self.sep = sep
         self.comma = sep == ","
         self.default_protocol = default_protocol
+        self.previous = previous
         self.title = self.updated_text = ""
         self.updated_epoch: int | None = None
         self.sessions = _Rows(_SESSION_WIDTH)
@@ -741,7 +762,7 @@ class _V23Parser:
         elif kind == "HEADER":
             header = rest.split(sep)
             if header[0] == "CLIENT_LIST" and self.section == 0:
-                self.builder = _SessionBuilder(header[1:], self.default_protocol)
+                self.builder = _SessionBuilder(header[1:], self.default_protocol, self.previous)
                 self.section = 1
             elif header[0] == "ROUTING_TABLE" and self.section == 1:
                 self.route_index = _columns(header[1:], _ROUTE_REQUIRED, "routing table")
@@ -823,7 +844,8 @@ class _V23Parser:
             sessions = self.lazy_sessions
         if self.lazy_routes is not None:
             routes = self.lazy_routes
-        _check_unique_connections(sessions)
+        if self.builder is None or sessions is not self.builder.reused:  # the previous parse checked those
+            _check_unique_connections(sessions)
         product, version = _product_version(self.title)
         return Snapshot(
             kind="server",
@@ -878,7 +900,9 @@ def _parse_v2v3_blocks(body: list[str], sep: str, default_protocol: str, text: s
     return parser
 
 
-def _parse_v2v3_text(text: str, end: int, sep: str, default_protocol: str) -> _V23Parser | None:
+def _parse_v2v3_text(
+    text: str, end: int, sep: str, default_protocol: str, previous: SessionTable | None
+) -> _V23Parser | None:
     """_parse_v2v3_blocks() straight from the text: the body lines are text[:end], text[end] is the newline
     before END (no CR anywhere).
 
@@ -886,7 +910,7 @@ def _parse_v2v3_text(text: str, end: int, sep: str, default_protocol: str) -> _V
     list of all lines is ever built. None when the blocks are not what the fast path takes; the caller
     then parses as before, which reports exactly what it always has.
     """
-    parser = _V23Parser(sep, default_protocol)
+    parser = _V23Parser(sep, default_protocol, previous)
     at = 0  # start of the next line not yet consumed
 
     def feed_until(stop: int) -> None:

@@ -77,7 +77,7 @@ class FileSource(KeptSnapshot):
                 failure = StatusParseError("torn", "status file changed while it was read")
                 continue
             try:
-                snapshot = parse_status(data, self._default_protocol)
+                snapshot = parse_status(data, self._default_protocol, self._snapshot)
             except StatusParseError as exc:
                 failure = exc
                 continue

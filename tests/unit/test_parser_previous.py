@@ -1,0 +1,80 @@
+"""parse_status(..., previous=): a rewrite that changed only the byte counters shares the other columns.
+
+The answer must be exactly the one a parse without `previous` gives, whatever changed between the two
+texts; only the sharing differs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from exporter.model import Session
+from exporter.parser import parse_status
+from tests.support.common import CAPTURED
+
+FILES = ["server-udp-status-v3.log", "server-tcp-userpass-status-v3.log", "server-status-v3-during-handshake.log"]
+SHARED = [name for name in Session._fields if name not in ("bytes_received", "bytes_sent")]
+
+
+def client_fields(text: str) -> list[list[str]]:
+    return [line.split("\t") for line in text.split("\n") if line.startswith("CLIENT_LIST\t")]
+
+
+def changed(value: str, column: int, change: int) -> str:
+    """A different value of the same kind: numbers stay numbers, the address keeps its form."""
+    if column in (5, 6, 8, 10, 11):  # counters, time_t, Client ID, Peer ID
+        return str(int(value) + change)
+    if column == 2:  # "host:port"
+        host, port = value.rsplit(":", 1)
+        return f"{host}:{int(port) + change}"
+    if column == 7:  # "YYYY-MM-DD HH:MM:SS"
+        return value[:-2] + f"{(int(value[-2:]) + change) % 60:02d}"
+    return value + "x"
+
+
+def rewritten(text: str, change: int, column: int) -> str:
+    """`text` with field `column` of every client row changed (5 and 6 are the byte counters)."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith("CLIENT_LIST\t"):
+            fields = line.split("\t")
+            fields[column] = changed(fields[column], column, change)
+            lines[i] = "\t".join(fields)
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_new_counters_share_every_other_column(name: str) -> None:
+    text = (CAPTURED / name).read_text()
+    assert client_fields(text), "the fixture has client rows"
+    first = parse_status(text, "udp")
+    built = [getattr(first.session_table, column) for column in SHARED]  # lazily built columns, built now
+    later = rewritten(rewritten(text, 1000, 5), 7, 6)
+    second = parse_status(later, "udp", first)
+    assert second == parse_status(later, "udp")
+    assert second.session_table.bytes_received == tuple(r + 1000 for r in first.session_table.bytes_received)
+    assert second.session_table.bytes_sent == tuple(s + 7 for s in first.session_table.bytes_sent)
+    for column, values in zip(SHARED, built, strict=True):
+        assert getattr(second.session_table, column) is values, column
+
+
+@pytest.mark.parametrize("column", [1, 2, 3, 4, 7, 8, 9, 10, 11, 12])
+def test_any_other_change_is_parsed_afresh(column: int) -> None:
+    text = (CAPTURED / "server-udp-status-v3.log").read_text()
+    first = parse_status(text, "udp")
+    later = rewritten(rewritten(text, 3, 5), 1, column)
+    second = parse_status(later, "udp", first)
+    assert second == parse_status(later, "udp")
+    name = Session._fields[column - 1 if column < 3 else column + 2]  # the table adds host, port, protocol
+    assert getattr(second.session_table, name) != getattr(first.session_table, name)
+
+
+def test_a_client_more_or_less_is_parsed_afresh() -> None:
+    text = (CAPTURED / "server-udp-status-v3.log").read_text()
+    first = parse_status(text, "udp")
+    lines = text.split("\n")
+    rows = [i for i, line in enumerate(lines) if line.startswith("CLIENT_LIST\t")]
+    fewer = "\n".join(line for i, line in enumerate(lines) if i != rows[0])
+    second = parse_status(fewer, "udp", first)
+    assert second == parse_status(fewer, "udp")
+    assert len(second.session_table) == len(first.session_table) - 1
