@@ -218,24 +218,25 @@ class LazySessionTable(SessionTable):
     __slots__ = ("_builders", "_length", "_texts", "origin")
     _builders: dict[str, Callable[[], Iterable[Any]]]
     _length: int
-    _texts: Mapping[str, Sequence[str]]
+    _texts: Mapping[str, str]
     origin: object
 
     def __init__(
         self,
         length: int,
         columns: Mapping[str, Iterable[Any] | Callable[[], Iterable[Any]]],
-        texts: Mapping[str, Sequence[str]] | None = None,
+        texts: Mapping[str, str] | None = None,
         origin: object = None,
     ) -> None:
-        """`texts` may hold a counter column's values as the status file wrote them, when that text is
-        exactly what str() of the numbers gives: no integer is built, nor printed again, for a render.
+        """`texts` may hold a counter column's values as the status file wrote them, joined by newlines,
+        when that text is exactly what str() of the numbers gives: no integer is built, nor printed
+        again, for a render, and the column is one object instead of one per session.
         `origin` is whatever the builder of the table wants to find again in the next parse (the parser
         keeps the raw text columns there, to see which rows a rewrite left alone)."""
         object.__setattr__(self, "_texts", texts or {})
         object.__setattr__(self, "origin", origin)
-        for name, values in self._texts.items():
-            if len(values) != length:
+        for name, text in self._texts.items():
+            if text.count("\n") + 1 != length:
                 raise ValueError(f"session table text column {name!r} has the wrong length")
         builders: dict[str, Callable[[], Iterable[Any]]] = {}
         for name in Session._fields:
@@ -271,12 +272,12 @@ class LazySessionTable(SessionTable):
 
     def counter_text(self, name: CounterName) -> Sequence[str]:
         text = self._texts.get(name)
-        return text if text is not None else super().counter_text(name)
+        return text.split("\n") if text is not None else super().counter_text(name)
 
     def sharing(
         self,
         replaced: Mapping[str, Iterable[Any] | Callable[[], Iterable[Any]]],
-        texts: Mapping[str, Sequence[str]],
+        texts: Mapping[str, str],
         origin: object,
     ) -> LazySessionTable:
         """A table with `replaced` columns and this table's other columns: the same objects, built or not.

@@ -128,10 +128,20 @@ def _all_counts(column: Sequence[str]) -> bool:
     return not column or (all(column) and "".join(column).isdigit())
 
 
-def _canonical_counts(column: Sequence[str]) -> bool:
-    """Digit strings (already validated) that are exactly str(int(value)): ASCII, no leading zero."""
+def _counts_text(column: Sequence[str]) -> str | None:
+    """The digit strings (already validated) joined by newlines, when each is exactly str(int(value)):
+    ASCII, no leading zero. None otherwise."""
     joined = "\n".join(column)
-    return joined.isascii() and _LEADING_ZERO.search(joined) is None
+    if not joined.isascii():
+        return None
+    # No value starts with 0 at all (a substring search) is the usual answer; else look closer.
+    if ("\n0" not in joined and not joined.startswith("0")) or _LEADING_ZERO.search(joined) is None:
+        return joined
+    return None
+
+
+def _ints(text: str) -> Iterable[int]:
+    return map(int, text.split("\n"))
 
 
 def _times(column: Sequence[str]) -> Sequence[str]:
@@ -442,13 +452,16 @@ class _SessionBuilder:
         count = len(real)
         # The counters stay text when the file wrote them as str() would (ASCII, no leading zero): the
         # views print that text as it is, and the integers are built only for whoever reads them.
-        texts: dict[str, Sequence[str]] = {}
+        # One string per counter column, not one per value: between two rewrites the previous table's
+        # columns are reused and the new parse's strings all go (see LazySessionTable.counter_text).
+        texts: dict[str, str] = {}
         counters: dict[str, Sequence[int] | Callable[[], Iterable[int]]] = {}
         for name, i in (("bytes_received", self.i_rx), ("bytes_sent", self.i_tx)):
             digits = columns[i]  # validated: non-empty digits
-            if _canonical_counts(digits):
-                texts[name] = digits
-                counters[name] = partial(map, int, digits)
+            text = _counts_text(digits)
+            if text is not None:
+                texts[name] = text
+                counters[name] = partial(_ints, text)
             else:
                 counters[name] = list(map(int, digits))  # a digit int() may refuse: fail now, not later
         origin = (self.key, count, identity)
