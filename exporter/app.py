@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gzip
 import logging
 import threading
@@ -26,6 +25,7 @@ from starlette.routing import Route
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config
 from exporter.headers import ResponseHeaders
+from exporter.heap import release_free_heap
 from exporter.hub import Hub, ServerState
 from exporter.views.metrics import MetricsView
 from exporter.views.pages import STYLESHEET_PATH, render_landing, render_sessions_page
@@ -55,27 +55,12 @@ RESERVED_PATHS = frozenset(
 GZIP_MIN_BYTES = 1024
 
 
-# A render of this size or more leaves tens of megabytes of freed heap (the old snapshot, the transient
-# lists of the parse and render) that glibc keeps mapped unless asked to give it back.
-TRIM_MIN_BYTES = 1 << 20
-
-
-def _load_malloc_trim() -> Callable[[int], int] | None:
-    try:
-        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim, nothing lost
-        return None
-    return trim
-
-
-_MALLOC_TRIM = _load_malloc_trim()
-
-
-def release_free_heap() -> None:
-    """Return freed heap pages to the OS: without it RSS stays at the high-water mark of the largest parse."""
-    if _MALLOC_TRIM is not None:
-        with contextlib.suppress(Exception):
-            _MALLOC_TRIM(0)
+# A parse of this many sessions, or a render of this size, leaves tens of megabytes of freed heap (the
+# old snapshot, the transient lists of the parse and render) that glibc keeps mapped unless asked to give
+# it back: about 100 MB after each parse at 100,000 sessions. Below these sizes the trim costs more than
+# it returns.
+TRIM_MIN_SESSIONS = 25_000
+TRIM_MIN_BYTES = 8 << 20
 
 
 @dataclass
@@ -125,6 +110,7 @@ class ExporterApp:
     def __init__(self, config: Config, telemetry_path: str = "/metrics") -> None:
         self.telemetry_path = telemetry_path
         self.ready = False
+        self._trimmed_after: object = None  # the key of the last state whose parse was followed by a trim
         self._config_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
@@ -176,6 +162,10 @@ class ExporterApp:
     def _rendered(self, view: str, want_gzip: bool) -> tuple[bytes, bool]:
         hub, caches = self.hub, self._caches
         state = hub.refresh()
+        if state.key != self._trimmed_after:
+            self._trimmed_after = state.key
+            if sum(len(r.snapshot.session_table) for r in state.readings if r.snapshot) >= TRIM_MIN_SESSIONS:
+                release_free_heap()
         for name, other in caches.items():
             if name != view:
                 other.forget_stale(state.key)

@@ -197,7 +197,9 @@ def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path
     import uvicorn
 
     from exporter.app import ExporterApp
+    from exporter.heap import fix_mmap_threshold
 
+    fix_mmap_threshold()
     exporter = ExporterApp(config, telemetry_path)
     middleware: list[Middleware] = []
     ssl_options: dict[str, Any] = {}
