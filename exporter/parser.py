@@ -128,16 +128,13 @@ def _all_counts(column: Sequence[str]) -> bool:
     return not column or (all(column) and "".join(column).isdigit())
 
 
-def _counts_text(column: Sequence[str]) -> str | None:
-    """The digit strings (already validated) joined by newlines, when each is exactly str(int(value)):
-    ASCII, no leading zero. None otherwise."""
-    joined = "\n".join(column)
+def _canonical_counts(joined: str) -> bool:
+    """Whether digit strings (validated, joined by newlines) are each exactly str(int(value)): ASCII, no
+    leading zero."""
     if not joined.isascii():
-        return None
+        return False
     # No value starts with 0 at all (a substring search) is the usual answer; else look closer.
-    if ("\n0" not in joined and not joined.startswith("0")) or _LEADING_ZERO.search(joined) is None:
-        return joined
-    return None
+    return ("\n0" not in joined and not joined.startswith("0")) or _LEADING_ZERO.search(joined) is None
 
 
 def _ints(text: str) -> Iterable[int]:
@@ -396,7 +393,7 @@ class _SessionBuilder:
         """
         width = self.width + 1
         chunks: list[list[list[str]]] = []
-        identity: list[str] = []
+        parts: list[list[str]] = [[] for _ in range(self.width)]  # per column: each chunk's values, joined
         while start < end:
             stop = text.find("\n", min(start + _BLOCK_CHARS, end), end) if start + _BLOCK_CHARS < end else -1
             if stop < 0:
@@ -414,15 +411,14 @@ class _SessionBuilder:
             if len(fields) != rows * width or fields[0::width].count(kind) != rows:
                 return None
             columns = [fields[i::width] for i in range(1, width)]
-            if not self._valid_columns(columns):
-                return None
-            # Everything but the counters, joined while the fields are still in the cache: what tells the
-            # next parse whether only the counters changed (see _lazy_table).
-            blanks = [""] * rows
-            fields[self.i_rx + 1 :: width] = blanks
-            fields[self.i_tx + 1 :: width] = blanks
-            identity.append("\x00".join(fields))
             del fields
+            # Each column joined once, while its strings are still in the cache: the validation, the
+            # counter text and the comparison with the previous parse all read these.
+            joined = list(map("\n".join, columns))
+            if not self._valid_columns(columns, joined):
+                return None
+            for column_parts, part in zip(parts, joined, strict=True):
+                column_parts.append(part)
             chunks.append(columns)
             count -= rows
             start = stop + 1
@@ -433,17 +429,18 @@ class _SessionBuilder:
             for column, values in zip(raw, columns, strict=True):
                 column += values
         del chunks
-        return self._lazy_table(raw, "\x00".join(identity))
+        return self._lazy_table(raw, list(map("\n".join, parts)))
 
-    def _valid_columns(self, columns: list[list[str]]) -> bool:
-        """What _from_columns checks before it builds: counts are digits, real addresses plausible."""
-        if not all(_all_counts(columns[i]) for i in self.counted):
-            return False
-        real = columns[self.i_real]
-        joined = "".join(real)
-        return all(real) and " " not in joined and "," not in joined
+    def _valid_columns(self, columns: list[list[str]], joined: list[str]) -> bool:
+        """What _from_columns checks before it builds: counts are digits, real addresses plausible.
+        `joined` holds each column's values joined by newlines."""
+        for i in self.counted:
+            if not all(columns[i]) or not joined[i].replace("\n", "").isdigit():
+                return False
+        real = joined[self.i_real]
+        return all(columns[self.i_real]) and " " not in real and "," not in real
 
-    def _lazy_table(self, columns: list[list[str]], identity: str) -> SessionTable:
+    def _lazy_table(self, columns: list[list[str]], joined: list[str]) -> SessionTable:
         """The table _from_columns would build from validated `columns`, with the columns /metrics does not
         read left to builders. A builder runs only what cannot fail on validated input; whatever could
         (int() of a non-ASCII digit, say) is done now, so errors still surface during the parse.
@@ -456,14 +453,18 @@ class _SessionBuilder:
         # columns are reused and the new parse's strings all go (see LazySessionTable.counter_text).
         texts: dict[str, str] = {}
         counters: dict[str, Sequence[int] | Callable[[], Iterable[int]]] = {}
-        for name, i in (("bytes_received", self.i_rx), ("bytes_sent", self.i_tx)):
-            digits = columns[i]  # validated: non-empty digits
-            text = _counts_text(digits)
-            if text is not None:
+        counter_columns = (self.i_rx, self.i_tx)
+        for name, i in zip(("bytes_received", "bytes_sent"), counter_columns, strict=True):
+            text = joined[i]  # validated: non-empty digits, one value a line
+            if _canonical_counts(text):
                 texts[name] = text
                 counters[name] = partial(_ints, text)
             else:
-                counters[name] = list(map(int, digits))  # a digit int() may refuse: fail now, not later
+                counters[name] = list(map(int, columns[i]))  # a digit int() may refuse: fail now, not later
+        # Everything but the counters: equal to the previous parse's, this text differs from that one
+        # only in the counters. Chunk boundaries move as counters grow; column by column they do not.
+        identity = "\x00".join(text for i, text in enumerate(joined) if i not in counter_columns)
+        del joined
         origin = (self.key, count, identity)
         previous = self.previous
         if isinstance(previous, LazySessionTable) and previous.origin == origin:
