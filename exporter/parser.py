@@ -141,6 +141,10 @@ def _ints(text: str) -> Iterable[int]:
     return map(int, text.split("\n"))
 
 
+def _ints_at(values: Callable[[int], list[str]], i: int) -> Iterable[int]:
+    return map(int, values(i))
+
+
 def _times(column: Sequence[str]) -> Sequence[str]:
     """normalise_time over a column, skipping the per-value call when every value is already 2.5+ text."""
     if _NEW_STYLE_TIMES.fullmatch("\n".join(column) + "\n"):
@@ -392,7 +396,7 @@ class _SessionBuilder:
         are built on first use (see _lazy_table).
         """
         width = self.width + 1
-        chunks: list[list[list[str]]] = []
+        total = count
         parts: list[list[str]] = [[] for _ in range(self.width)]  # per column: each chunk's values, joined
         while start < end:
             stop = text.find("\n", min(start + _BLOCK_CHARS, end), end) if start + _BLOCK_CHARS < end else -1
@@ -413,23 +417,19 @@ class _SessionBuilder:
             columns = [fields[i::width] for i in range(1, width)]
             del fields
             # Each column joined once, while its strings are still in the cache: the validation, the
-            # counter text and the comparison with the previous parse all read these.
+            # table and the comparison with the previous parse all read these. The strings themselves
+            # go with the chunk, so the next chunk reuses their memory.
             joined = list(map("\n".join, columns))
             if not self._valid_columns(columns, joined):
                 return None
+            del columns
             for column_parts, part in zip(parts, joined, strict=True):
                 column_parts.append(part)
-            chunks.append(columns)
             count -= rows
             start = stop + 1
-        if count != 0 or not chunks:
+        if count != 0 or not parts[0]:
             return None
-        raw = chunks[0]
-        for columns in chunks[1:]:
-            for column, values in zip(raw, columns, strict=True):
-                column += values
-        del chunks
-        return self._lazy_table(raw, list(map("\n".join, parts)))
+        return self._lazy_table(total, list(map("\n".join, parts)))
 
     def _valid_columns(self, columns: list[list[str]], joined: list[str]) -> bool:
         """What _from_columns checks before it builds: counts are digits, real addresses plausible.
@@ -440,17 +440,14 @@ class _SessionBuilder:
         real = joined[self.i_real]
         return all(columns[self.i_real]) and " " not in real and "," not in real
 
-    def _lazy_table(self, columns: list[list[str]], joined: list[str]) -> SessionTable:
-        """The table _from_columns would build from validated `columns`, with the columns /metrics does not
-        read left to builders. A builder runs only what cannot fail on validated input; whatever could
+    def _lazy_table(self, count: int, joined: list[str]) -> SessionTable:
+        """The table _from_columns would build from `count` validated rows, given as each column's values
+        joined by newlines. The snapshot keeps that text, not a string per value: every column is built
+        from it on first use. A builder runs only what cannot fail on validated input; whatever could
         (int() of a non-ASCII digit, say) is done now, so errors still surface during the parse.
         """
-        real = columns[self.i_real]
-        count = len(real)
         # The counters stay text when the file wrote them as str() would (ASCII, no leading zero): the
         # views print that text as it is, and the integers are built only for whoever reads them.
-        # One string per counter column, not one per value: between two rewrites the previous table's
-        # columns are reused and the new parse's strings all go (see LazySessionTable.counter_text).
         texts: dict[str, str] = {}
         counters: dict[str, Sequence[int] | Callable[[], Iterable[int]]] = {}
         counter_columns = (self.i_rx, self.i_tx)
@@ -460,79 +457,96 @@ class _SessionBuilder:
                 texts[name] = text
                 counters[name] = partial(_ints, text)
             else:
-                counters[name] = list(map(int, columns[i]))  # a digit int() may refuse: fail now, not later
-        # Everything but the counters: equal to the previous parse's, this text differs from that one
-        # only in the counters. Chunk boundaries move as counters grow; column by column they do not.
-        identity = "\x00".join(text for i, text in enumerate(joined) if i not in counter_columns)
-        del joined
+                counters[name] = list(map(int, text.split("\n")))  # int() may refuse: fail now, not later
+        # Everything but the counters, in one string: equal to the previous parse's, this text differs
+        # from that one only in the counters. Chunk boundaries move as counters grow; column by column
+        # they do not. The same string is where the columns are built from.
+        kept = [i for i in range(self.width) if i not in counter_columns]
+        identity = "\x00".join([joined[i] for i in kept])
         origin = (self.key, count, identity)
         previous = self.previous
         if isinstance(previous, LazySessionTable) and previous.origin == origin:
             self.reused = previous.sharing(counters, texts, previous.origin)
             return self.reused
+        spans: dict[int, tuple[int, int]] = {}
+        at = 0
+        for i in kept:
+            spans[i] = (at, at + len(joined[i]))
+            at += len(joined[i]) + 1
+        real_text = joined[self.i_real]
+        since_ascii = self.i_since is None or joined[self.i_since].isascii()
+        epochs_ascii = self.i_since_t is None or joined[self.i_since_t].isascii()
+        del joined
+
+        def values(i: int) -> list[str]:
+            first, last = spans[i]
+            return identity[first:last].split("\n")
+
         blank = ("",) * count
         memo = self.memo
         default = self.default_protocol
 
-        def raw(i: int | None) -> Sequence[str]:
-            return columns[i] if i is not None else blank
+        def column(i: int | None) -> Sequence[str] | Callable[[], Iterable[str]]:
+            return partial(values, i) if i is not None else blank
 
         split: list[tuple[list[str], list[str], list[str]]] = []
 
         def addresses() -> tuple[list[str], list[str], list[str]]:
             if not split:
-                protocols, hosts, ports = _split_addresses(real, default)
+                protocols, hosts, ports = _split_addresses(values(self.i_real), default)
                 split.append((list(protocols), list(hosts), list(ports)))
             return split[0]
 
         # Only an address that starts with "udp" or "tcp" can carry a protocol prefix: without one,
         # every row has the default protocol and no address needs splitting yet.
-        lines = "\n".join(real)
         protocol: Sequence[str] | Callable[[], Iterable[str]]
-        if lines.startswith(("udp", "tcp")) or "\nudp" in lines or "\ntcp" in lines:
+        if real_text.startswith(("udp", "tcp")) or "\nudp" in real_text or "\ntcp" in real_text:
             protocol = addresses()[0]
         else:
             protocol = (default,) * count
-        del lines
+        del real_text
+
+        def shared(i: int) -> list[str]:
+            return _shared(values(i), memo)
+
+        def times(i: int) -> list[str]:
+            return _shared_times(values(i), memo)
 
         since: Sequence[str] | Callable[[], Iterable[str]] = blank
         if self.i_since is not None:
-            since_text = columns[self.i_since]
-            since = partial(_shared_times, since_text, memo)
-            if not "".join(since_text).isascii():
-                since = _shared_times(since_text, memo)  # normalise_time may raise: fail now, not later
+            # normalise_time may raise on what is not ASCII: fail now, not later
+            since = partial(times, self.i_since) if since_ascii else times(self.i_since)
         epochs: Sequence[int | None] | Callable[[], Iterable[int | None]] = (None,) * count
         if self.i_since_t is not None:
-            epoch_text = columns[self.i_since_t]  # validated: non-empty digits
-            epochs = partial(map, int, epoch_text)
-            if not "".join(epoch_text).isascii():
-                epochs = list(map(int, epoch_text))  # a digit int() may refuse: fail now, not later
-        user: Sequence[str] | Callable[[], Iterable[str]] = blank
-        if self.i_user is not None:
-            user = partial(_shared, columns[self.i_user], memo)
-        cipher: Sequence[str] | Callable[[], Iterable[str]] = blank
-        if self.i_cipher is not None:
-            cipher = partial(_shared, columns[self.i_cipher], memo)
-        names = columns[self.i_cn]
-        if HANDSHAKE_CN in names:
-            names = [HANDSHAKE_CN if name == HANDSHAKE_CN else name for name in names]
+            epoch_text = values(self.i_since_t) if not epochs_ascii else None
+            # validated digits; int() may refuse a non-ASCII digit: fail now, not later
+            epochs = list(map(int, epoch_text)) if epoch_text is not None else partial(_ints_at, values, self.i_since_t)
+        user = partial(shared, self.i_user) if self.i_user is not None else blank
+        cipher = partial(shared, self.i_cipher) if self.i_cipher is not None else blank
+
+        def names() -> list[str]:
+            found = values(self.i_cn)
+            if HANDSHAKE_CN in found:  # one string object for every row still in the handshake
+                found = [HANDSHAKE_CN if name == HANDSHAKE_CN else name for name in found]
+            return found
+
         return LazySessionTable(
             count,
             {
                 "common_name": names,
-                "real_address": real,
+                "real_address": partial(values, self.i_real),
                 "remote_host": lambda: addresses()[1],
                 "remote_port": lambda: addresses()[2],
                 "protocol": protocol,
-                "virtual_address": raw(self.i_v4),
-                "virtual_ipv6_address": raw(self.i_v6),
+                "virtual_address": column(self.i_v4),
+                "virtual_ipv6_address": column(self.i_v6),
                 "bytes_received": counters["bytes_received"],
                 "bytes_sent": counters["bytes_sent"],
                 "connected_since": since,
                 "connected_since_epoch": epochs,
                 "username": user,
-                "client_id": raw(self.i_cid),
-                "peer_id": raw(self.i_pid),
+                "client_id": column(self.i_cid),
+                "peer_id": column(self.i_pid),
                 "cipher": cipher,
             },
             texts,
