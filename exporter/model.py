@@ -7,7 +7,9 @@ rescanned by every full collection for as long as the snapshot lives. Exact tupl
 untracked by the first collection they survive.
 
 `Session` and `Route` stay the row types: `snapshot.sessions` and `snapshot.routes` build them on first use
-(and keep them) for the slow paths that want rows; the hot views read the columns.
+(and keep them) for the slow paths that want rows; the hot views read the columns. The parser's tables go
+one step further (LazySessionTable, LazyRouteTable): they keep the status text a column comes from and
+build the column's tuple when something first reads it.
 """
 
 from __future__ import annotations
@@ -209,9 +211,9 @@ class LazySessionTable(SessionTable):
     """A session table some of whose columns are built on first use.
 
     `columns` maps every Session field to its values or to a zero-argument builder of them (`length`
-    values). The parser validates every column when it reads the rows, but builds only what /metrics
-    reads (names, protocols, byte counts) and the cheap copies: host/port splits, normalised times,
-    epoch integers and shared username/cipher strings wait for the JSON, the HTML page or the rows.
+    values). The parser validates every column when it reads the rows and keeps them as text (one
+    string for all the columns, one per byte counter); a column becomes a tuple when something first
+    reads it: /metrics reads names and protocols, the JSON, the HTML page and the rows the others.
     Equality, hash and repr go through the columns, so they are those of the fully built table.
     """
 

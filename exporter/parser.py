@@ -112,7 +112,7 @@ def _plausible_address(text: str) -> bool:
 # a block back to the line-by-line code whenever anything about it is unusual; the line-by-line code is
 # the reference behaviour, the fast path only ever reproduces what it would have built.
 _BLOCK = 4096  # rows split at a time: bounds the transient lists of a 100,000-row file
-_BLOCK_CHARS = 1 << 19  # the same bound for text split straight into fields: about 4,000 client rows
+_BLOCK_CHARS = 1 << 17  # text split into fields at a time: about 1,000 client rows, still in the cache
 _SESSION_WIDTH = len(Session._fields)
 _ROUTE_WIDTH = len(Route._fields)
 # A column whose values are all "YYYY-MM-DD HH:MM:SS"-shaped is what normalise_time returns unchanged.
