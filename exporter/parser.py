@@ -251,6 +251,10 @@ def _parse(text: str, default_protocol: str, previous: SessionTable | None) -> S
         fast = _parse_text(text, default_protocol, previous)
         if fast is not None:
             return fast
+    if "\r" not in text and text.startswith("OpenVPN CLIENT LIST\n"):
+        fast = _parse_v1_text(text, default_protocol, previous)
+        if fast is not None:
+            return fast
     lines = text.split("\n")
     if "\r" in text:
         lines = [line.rstrip("\r") for line in lines]
@@ -281,14 +285,7 @@ def _parse_text(text: str, default_protocol: str, previous: SessionTable | None)
     The torn-read checks come first, as there, with the same answers: the last non-empty line is the
     only END.
     """
-    end = len(text)
-    while text.endswith("\n", 0, end):
-        end -= 1
-    last = text.rfind("\n", 0, end) + 1  # start of the last non-empty line
-    if text[last:end] != "END":
-        raise TornStatusError("torn", "status text does not end with END (caught mid-rewrite)")
-    if text.find("\nEND\n", 0, last) >= 0:
-        raise TornStatusError("torn", "status text has content after END (caught mid-rewrite)")
+    last = _end_line(text)
     if last == 0:
         return None
     token = next(t for t in ("TITLE", "TIME", "HEADER") if text.startswith(t))
@@ -297,6 +294,99 @@ def _parse_text(text: str, default_protocol: str, previous: SessionTable | None)
     if parser is None:
         return None
     return parser.snapshot(3 if sep == "\t" else 2)
+
+
+def _end_line(text: str) -> int:
+    """Where the last non-empty line starts, once it is known to be the only END: the torn-read checks of
+    the line-based code, with the same answers, without a list of all lines."""
+    end = len(text)
+    while text.endswith("\n", 0, end):
+        end -= 1
+    last = text.rfind("\n", 0, end) + 1
+    if text[last:end] != "END":
+        raise TornStatusError("torn", "status text does not end with END (caught mid-rewrite)")
+    if text.find("\nEND\n", 0, last) >= 0:
+        raise TornStatusError("torn", "status text has content after END (caught mid-rewrite)")
+    return last
+
+
+_V1_ROUTING = "\nROUTING TABLE\n"
+_V1_STATS = "\nGLOBAL STATS\n"
+
+
+def _parse_v1_text(text: str, default_protocol: str, previous: SessionTable | None) -> Snapshot | None:
+    """Status-version 1 without a list of all lines: the client rows as one text block (see
+    _SessionBuilder.build_text_block), the routes validated now and built when first read, the virtual
+    addresses joined from them when first read. None leaves anything unusual to the line-based code,
+    which then answers exactly as it always has.
+    """
+    last = _end_line(text)
+    body_end = last - 1  # the newline before END
+    updated_at = text.find("\n") + 1
+    header_at = text.find("\n", updated_at) + 1
+    header_end = text.find("\n", header_at)
+    if not 0 < updated_at < header_at <= header_end < body_end or not text.startswith("Updated,", updated_at):
+        return None
+    routing = text.find(_V1_ROUTING)
+    stats = text.find(_V1_STATS)
+    if routing <= header_end or routing + len(_V1_ROUTING) - 1 > body_end:
+        return None  # no client rows (a small file), or no ROUTING TABLE where the line-based code wants it
+    if stats < 0:
+        stats = body_end
+    elif stats < routing:
+        return None
+    builder = _SessionBuilder(text[header_at:header_end].split(","), default_protocol, previous)
+    # Routes: header line and rows between ROUTING TABLE and GLOBAL STATS (or END).
+    route_header_at = routing + len(_V1_ROUTING)
+    route_table: RouteTable = EMPTY_ROUTES
+    if route_header_at <= stats:
+        route_header_end = text.find("\n", route_header_at)
+        route_header = text[route_header_at:route_header_end].split(",")
+        index = _columns(route_header, _ROUTE_REQUIRED, "routing table")
+        width = len(route_header)
+        if route_header_end < stats:
+            block = text[route_header_end + 1 : stats]
+            count = text.count("\n", route_header_end + 1, stats) + 1
+            if _route_pattern(index, width, ",", "").fullmatch(text, route_header_end + 1, stats + 1) is not None:
+                route_table = _lazy_routes(block, count, ",", index, width, "")
+            else:  # a common name with a comma: the line-based repair, now
+                lines = block.split("\n")
+                routes = _build_route_block(lines, ",", index, width, "")
+                if routes is None:
+                    routes = _Rows(_ROUTE_WIDTH)
+                    routes.add_rows(_build_route(line.split(","), index, width, True) for line in lines)
+                route_table = RouteTable(routes.columns())
+    routes_of = route_table
+
+    def virtual(real: Sequence[str]) -> tuple[list[str], list[str]]:
+        return _virtual_addresses(routes_of.virtual_address, routes_of.real_address, real)
+
+    count = text.count("\n", header_end + 1, routing) + 1
+    try:
+        sessions = builder.build_text_block(text, header_end + 1, routing, ",", "", count, virtual)
+    except (ValueError, IndexError):
+        return None
+    if sessions is None:
+        return None
+    table: SessionTable = sessions
+    if table is not builder.reused:  # the previous parse checked those
+        _check_unique_connections(table)
+    updated = text[updated_at + len("Updated,") : header_at - 1]
+    stats_lines = text[stats + len(_V1_STATS) : body_end].split("\n") if stats < body_end else []
+    return Snapshot(
+        kind="server",
+        status_version=1,
+        product="OpenVPN",
+        version="",
+        title="",
+        updated_text=normalise_time(updated) or updated,
+        updated_epoch=None,
+        session_table=table,
+        route_table=route_table,
+        global_stats=tuple((name, value) for name, _, value in (line.rpartition(",") for line in stats_lines)),
+        client_stats=(),
+        skipped_lines=0,
+    )
 
 
 def _columns(header: list[str], required: tuple[str, ...], what: str) -> dict[str, int]:
@@ -389,13 +479,26 @@ class _SessionBuilder:
             sessions.add_columns(built)
         return sessions
 
-    def build_text_block(self, text: str, start: int, end: int, sep: str, kind: str, count: int) -> SessionTable | None:
+    def build_text_block(
+        self,
+        text: str,
+        start: int,
+        end: int,
+        sep: str,
+        kind: str,
+        count: int,
+        virtual: Callable[[Sequence[str]], tuple[list[str], list[str]]] | None = None,
+    ) -> SessionTable | None:
         """The session table of the `count` lines of text[start:end], each known to start with `kind` and
         the separator; None hands the block back. No list of lines: each chunk of about _BLOCK_CHARS is
         split into its fields at once. Every column is validated here; the ones /metrics does not read
         are built on first use (see _lazy_table).
+
+        `kind` is "" for status-version 1, whose rows have no type column; `virtual` then gives the virtual
+        addresses of the rows' real addresses (status-version 1 lists them in the routing table only).
         """
-        width = self.width + 1
+        offset = 1 if kind else 0
+        width = self.width + offset
         total = count
         parts: list[list[str]] = [[] for _ in range(self.width)]  # per column: each chunk's values, joined
         while start < end:
@@ -408,13 +511,17 @@ class _SessionBuilder:
             # cheaper than comparing every field) and every width-th field one of them, each line has
             # exactly `width` fields (a misaligned line would put some other field equal to `kind` at a
             # width-th place). A field that merely contains `kind` hands the block back.
-            if chunk.count(kind) != rows:
+            # Without a type column, each line's separator count says the same.
+            if kind:
+                if chunk.count(kind) != rows:
+                    return None
+            elif set(map(methodcaller("count", sep), chunk.split("\n"))) != {width - 1}:
                 return None
             fields = chunk.replace("\n", sep).split(sep)
             del chunk
-            if len(fields) != rows * width or fields[0::width].count(kind) != rows:
+            if len(fields) != rows * width or (kind and fields[0::width].count(kind) != rows):
                 return None
-            columns = [fields[i::width] for i in range(1, width)]
+            columns = [fields[i::width] for i in range(offset, width)]
             del fields
             # Each column joined once, while its strings are still in the cache: the validation, the
             # table and the comparison with the previous parse all read these. The strings themselves
@@ -429,7 +536,7 @@ class _SessionBuilder:
             start = stop + 1
         if count != 0 or not parts[0]:
             return None
-        return self._lazy_table(total, list(map("\n".join, parts)))
+        return self._lazy_table(total, list(map("\n".join, parts)), virtual)
 
     def _valid_columns(self, columns: list[list[str]], joined: list[str]) -> bool:
         """What _from_columns checks before it builds: counts are digits, real addresses plausible.
@@ -440,7 +547,12 @@ class _SessionBuilder:
         real = joined[self.i_real]
         return all(columns[self.i_real]) and " " not in real and "," not in real
 
-    def _lazy_table(self, count: int, joined: list[str]) -> SessionTable:
+    def _lazy_table(
+        self,
+        count: int,
+        joined: list[str],
+        virtual: Callable[[Sequence[str]], tuple[list[str], list[str]]] | None = None,
+    ) -> SessionTable:
         """The table _from_columns would build from `count` validated rows, given as each column's values
         joined by newlines. The snapshot keeps that text, not a string per value: every column is built
         from it on first use. A builder runs only what cannot fail on validated input; whatever could
@@ -465,23 +577,35 @@ class _SessionBuilder:
         identity = "\x00".join([joined[i] for i in kept])
         origin = (self.key, count, identity)
         previous = self.previous
-        if isinstance(previous, LazySessionTable) and previous.origin == origin:
-            self.reused = previous.sharing(counters, texts, previous.origin)
-            return self.reused
         spans: dict[int, tuple[int, int]] = {}
         at = 0
         for i in kept:
             spans[i] = (at, at + len(joined[i]))
             at += len(joined[i]) + 1
-        real_text = joined[self.i_real]
-        since_ascii = self.i_since is None or joined[self.i_since].isascii()
-        epochs_ascii = self.i_since_t is None or joined[self.i_since_t].isascii()
-        del joined
 
         def values(i: int) -> list[str]:
             first, last = spans[i]
             return identity[first:last].split("\n")
 
+        replaced: dict[str, Iterable[Any] | Callable[[], Iterable[Any]]] = dict(counters)
+        if virtual is not None:  # from this parse's routes, which may have changed where the rows did not
+            join = virtual
+            found: list[tuple[list[str], list[str]]] = []
+
+            def addresses_of(family: int) -> list[str]:
+                if not found:
+                    found.append(join(values(self.i_real)))
+                return found[0][family]
+
+            replaced["virtual_address"] = partial(addresses_of, 0)
+            replaced["virtual_ipv6_address"] = partial(addresses_of, 1)
+        if isinstance(previous, LazySessionTable) and previous.origin == origin:
+            self.reused = previous.sharing(replaced, texts, previous.origin)
+            return self.reused
+        real_text = joined[self.i_real]
+        since_ascii = self.i_since is None or joined[self.i_since].isascii()
+        epochs_ascii = self.i_since_t is None or joined[self.i_since_t].isascii()
+        del joined
         blank = ("",) * count
         memo = self.memo
         default = self.default_protocol
@@ -530,28 +654,23 @@ class _SessionBuilder:
                 found = [HANDSHAKE_CN if name == HANDSHAKE_CN else name for name in found]
             return found
 
-        return LazySessionTable(
-            count,
-            {
-                "common_name": names,
-                "real_address": partial(values, self.i_real),
-                "remote_host": lambda: addresses()[1],
-                "remote_port": lambda: addresses()[2],
-                "protocol": protocol,
-                "virtual_address": column(self.i_v4),
-                "virtual_ipv6_address": column(self.i_v6),
-                "bytes_received": counters["bytes_received"],
-                "bytes_sent": counters["bytes_sent"],
-                "connected_since": since,
-                "connected_since_epoch": epochs,
-                "username": user,
-                "client_id": column(self.i_cid),
-                "peer_id": column(self.i_pid),
-                "cipher": cipher,
-            },
-            texts,
-            origin,
-        )
+        columns: dict[str, Iterable[Any] | Callable[[], Iterable[Any]]] = {
+            "common_name": names,
+            "real_address": partial(values, self.i_real),
+            "remote_host": lambda: addresses()[1],
+            "remote_port": lambda: addresses()[2],
+            "protocol": protocol,
+            "virtual_address": column(self.i_v4),
+            "virtual_ipv6_address": column(self.i_v6),
+            "connected_since": since,
+            "connected_since_epoch": epochs,
+            "username": user,
+            "client_id": column(self.i_cid),
+            "peer_id": column(self.i_pid),
+            "cipher": cipher,
+        }
+        columns.update(replaced)
+        return LazySessionTable(count, columns, texts, origin)
 
     def _from_columns(self, columns: list[list[str]]) -> list[list[Any]] | None:
         """The Session columns (in field order) of one block of split rows, or None to hand it back."""
@@ -696,7 +815,7 @@ def _route_pattern(index: dict[str, int], width: int, sep: str, kind: str) -> re
     field_ = f"[^{re.escape(sep)}\\n]*+"
     epoch = index.get("Last Ref (time_t)")
     fields = [("[0-9]*+" if i == epoch else field_) for i in range(width)]
-    line = re.escape(kind + sep) + re.escape(sep).join(fields) + "\\n"
+    line = (re.escape(kind + sep) if kind else "") + re.escape(sep).join(fields) + "\\n"
     return re.compile(f"(?>{line})*+")
 
 
@@ -712,7 +831,8 @@ def _lazy_routes(block: str, count: int, sep: str, index: dict[str, int], width:
             routes = None
         if routes is None:
             routes = _Rows(_ROUTE_WIDTH)
-            routes.add_rows(_build_route(line.split(sep)[1:], index, width, sep == ",") for line in lines)
+            offset = 1 if kind else 0
+            routes.add_rows(_build_route(line.split(sep)[offset:], index, width, sep == ",") for line in lines)
         return routes.columns()
 
     return LazyRouteTable(count, build)
@@ -724,7 +844,10 @@ def _check_unique_connections(sessions: SessionTable) -> None:
     if len(ids) != len(set(ids)):
         raise StatusParseError("malformed", "a Client ID appears twice (mixed old and new content)")
     if not ids:
-        addresses = [real for real, port in zip(sessions.real_address, sessions.remote_port, strict=True) if port]
+        real_addresses = sessions.real_address
+        if len(set(real_addresses)) == len(real_addresses):
+            return  # no address twice at all: the rows with a port, a subset, cannot have one twice either
+        addresses = [real for real, port in zip(real_addresses, sessions.remote_port, strict=True) if port]
         if len(addresses) != len(set(addresses)):
             raise StatusParseError("malformed", "a Real Address appears twice (mixed old and new content)")
 
@@ -1052,28 +1175,33 @@ def _v1_sessions(builder: _SessionBuilder, lines: list[str]) -> tuple[_Rows, int
 
 
 def _join_virtual_addresses(sessions: _Rows, routes: _Rows) -> None:
-    """v1 has no virtual address column: take it from the routes, keyed by the connection's Real Address.
+    """v1 has no virtual address column: take it from the routes, keyed by the connection's Real Address."""
+    if not len(sessions):
+        return
+    route_columns = routes.columns()
+    columns = sessions.columns()
+    # Route fields 0 and 2, Session fields 1, 5 and 6: real, virtual and virtual IPv6 address.
+    columns[5], columns[6] = _virtual_addresses(route_columns[0], route_columns[2], columns[1])
+
+
+def _virtual_addresses(
+    route_virtual: Sequence[str], route_real: Sequence[str], real: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """The IPv4 and IPv6 virtual address of each Real Address in `real`, from the routes.
 
     A client may own several routes (IPv4, IPv6, iroutes like 10.1.0.0/24, cached `C` entries, MACs in
     TAP mode): the host address of each family is its virtual address.
     """
-    if not len(sessions):
-        return
     v4: dict[str, str] = {}
     v6: dict[str, str] = {}
-    route_columns = routes.columns()
-    for address, real_address in zip(route_columns[0], route_columns[2], strict=True):  # Route fields 0 and 2
+    for address, real_address in zip(route_virtual, route_real, strict=True):
         if "/" in address or address.endswith("C") or "@" in address:
             continue
         if address.count(".") == 3 and ":" not in address:
             v4.setdefault(real_address, address)
         elif ":" in address and address.count(":") != 5:  # five colons: a MAC, not IPv6
             v6.setdefault(real_address, address)
-
-    columns = sessions.columns()
-    real: Sequence[str] = columns[1]  # Session.real_address
-    columns[5] = [v4.get(r, "") for r in real]  # Session.virtual_address
-    columns[6] = [v6.get(r, "") for r in real]  # Session.virtual_ipv6_address
+    return [v4.get(r, "") for r in real], [v6.get(r, "") for r in real]
 
 
 def _parse_client_mode(body: list[str]) -> Snapshot:

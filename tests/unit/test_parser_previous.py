@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from exporter.model import Session
-from exporter.parser import parse_status
+from exporter.parser import StatusParseError, parse_status
 from tests.support.common import CAPTURED
 
 FILES = ["server-udp-status-v3.log", "server-tcp-userpass-status-v3.log", "server-status-v3-during-handshake.log"]
@@ -78,3 +78,42 @@ def test_a_client_more_or_less_is_parsed_afresh() -> None:
     second = parse_status(fewer, "udp", first)
     assert second == parse_status(fewer, "udp")
     assert len(second.session_table) == len(first.session_table) - 1
+
+
+V1 = (CAPTURED / "server-udp-status-v1.log").read_text()
+
+
+def v1_rewritten(text: str, change: int) -> str:
+    """status-version 1 `text` with every client row's byte counters grown by `change`."""
+    lines = text.split("\n")
+    header = lines.index("Common Name,Real Address,Bytes Received,Bytes Sent,Connected Since")
+    end = lines.index("ROUTING TABLE")
+    for i in range(header + 1, end):
+        fields = lines[i].split(",")
+        fields[2], fields[3] = str(int(fields[2]) + change), str(int(fields[3]) + change)
+        lines[i] = ",".join(fields)
+    return "\n".join(lines)
+
+
+def test_v1_new_counters_share_the_other_columns_but_not_the_route_join() -> None:
+    first = parse_status(V1, "udp")
+    built = {column: getattr(first.session_table, column) for column in SHARED}
+    later = v1_rewritten(V1, 500)
+    second = parse_status(later, "udp", first)
+    assert second == parse_status(later, "udp")
+    assert second.session_table.bytes_received == tuple(r + 500 for r in first.session_table.bytes_received)
+    for column in ("common_name", "real_address", "remote_port", "connected_since"):
+        assert getattr(second.session_table, column) is built[column], column
+    # The virtual addresses come from this parse's routing table: a route that moved moves them too.
+    first_v4 = first.session_table.virtual_address[0]
+    moved = later.replace(f"\n{first_v4},", "\n10.81.0.99,", 1)
+    third = parse_status(moved, "udp", second)
+    assert third == parse_status(moved, "udp")
+    assert third.session_table.virtual_address[0] == "10.81.0.99"
+
+
+def test_v1_torn_client_row_is_reported_as_the_line_by_line_parse_does() -> None:
+    lines = V1.split("\n")
+    lines[4] = lines[4][lines[4].index(",", 20) + 1 :]  # the tail of a row: what a torn read leaves
+    with pytest.raises(StatusParseError, match="client row has 3 columns, header has 5"):
+        parse_status("\n".join(lines), "udp")
