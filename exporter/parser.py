@@ -587,6 +587,10 @@ class _SessionBuilder:
             first, last = spans[i]
             return identity[first:last].split("\n")
 
+        # The builders below close over locals only, never over `self`: the builder refers to the previous
+        # table, and a table whose builders led back to it would keep every earlier parse alive.
+        i_real, i_cn = self.i_real, self.i_cn
+        self.previous = None
         replaced: dict[str, Iterable[Any] | Callable[[], Iterable[Any]]] = dict(counters)
         if virtual is not None:  # from this parse's routes, which may have changed where the rows did not
             join = virtual
@@ -594,7 +598,7 @@ class _SessionBuilder:
 
             def addresses_of(family: int) -> list[str]:
                 if not found:
-                    found.append(join(values(self.i_real)))
+                    found.append(join(values(i_real)))
                 return found[0][family]
 
             replaced["virtual_address"] = partial(addresses_of, 0)
@@ -617,7 +621,7 @@ class _SessionBuilder:
 
         def addresses() -> tuple[list[str], list[str], list[str]]:
             if not split:
-                protocols, hosts, ports = _split_addresses(values(self.i_real), default)
+                protocols, hosts, ports = _split_addresses(values(i_real), default)
                 split.append((list(protocols), list(hosts), list(ports)))
             return split[0]
 
@@ -649,7 +653,7 @@ class _SessionBuilder:
         cipher = partial(shared, self.i_cipher) if self.i_cipher is not None else blank
 
         def names() -> list[str]:
-            found = values(self.i_cn)
+            found = values(i_cn)
             if HANDSHAKE_CN in found:  # one string object for every row still in the handshake
                 found = [HANDSHAKE_CN if name == HANDSHAKE_CN else name for name in found]
             return found

@@ -6,6 +6,9 @@ texts; only the sharing differs.
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+
 import pytest
 
 from exporter.model import Session
@@ -117,3 +120,54 @@ def test_v1_torn_client_row_is_reported_as_the_line_by_line_parse_does() -> None
     lines[4] = lines[4][lines[4].index(",", 20) + 1 :]  # the tail of a row: what a torn read leaves
     with pytest.raises(StatusParseError, match="client row has 3 columns, header has 5"):
         parse_status("\n".join(lines), "udp")
+
+
+def widened(text: str, copies: int) -> str:
+    """`text` with every client row (and its routes) repeated `copies` times as distinct connections."""
+    sep = "\t" if text.startswith("TITLE") else ","
+    out = []
+    for line in text.split("\n"):
+        fields = line.split(sep)
+        v3_client = fields[0] == "CLIENT_LIST"
+        v1_client = sep == "," and len(fields) == 5 and fields[1].startswith("127.0.0.1:")
+        v3_route = fields[0] == "ROUTING_TABLE"
+        v1_route = sep == "," and len(fields) == 4 and fields[2].startswith("127.0.0.1:")
+        if not (v3_client or v1_client or v3_route or v1_route):
+            out.append(line)
+            continue
+        cn, real = (1, 2) if v3_client else (0, 1) if v1_client else (2, 3) if v3_route else (1, 2)
+        for i in range(copies):
+            copy = list(fields)
+            copy[cn] = f"{fields[cn]}-{i}"
+            copy[real] = f"{fields[real]}{i:04d}"
+            if v3_client:
+                copy[10] = copy[11] = str(int(fields[10]) * copies + i)
+            if v3_route or v1_route:
+                copy[1 if v3_route else 0] = f"{fields[1 if v3_route else 0]}{i:04d}"
+            out.append(sep.join(copy))
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("name", ["server-udp-status-v1.log", "server-udp-status-v3.log"])
+def test_a_snapshot_does_not_keep_the_earlier_ones_alive(name: str) -> None:
+    """Each parse hands the previous snapshot to the next: nothing may chain them, or memory grows with
+    every rewrite. Half the rewrites change only counters, half rename a client, and only /metrics's
+    columns are built, so that unbuilt columns keep whatever their builders refer to."""
+    text = widened((CAPTURED / name).read_text(), 300)
+    first_name = "client1-0"
+    assert text.count(first_name) >= 2
+    previous = None
+    sizes = []
+    tracemalloc.start()
+    try:
+        for i in range(24):
+            variant = text.replace(first_name, f"renamed{i // 2}-0") if i % 2 else text
+            snapshot = parse_status(variant.replace("7446", str(7446 + i)), "udp", previous)
+            assert snapshot.session_table.common_name  # the column /metrics reads
+            previous = snapshot
+            gc.collect()
+            sizes.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    assert len(previous.session_table) == 3 * 300
+    assert sizes[-1] < 1.3 * sizes[5], sizes
