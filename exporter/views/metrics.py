@@ -21,6 +21,7 @@ from exporter.model import HANDSHAKE_CN, CounterName, SessionTable
 from exporter.views.exposition import escape_label, family, sample
 
 _T = TypeVar("_T")
+_HEAD_END = '"} '
 
 
 def wanted(common_name: str, metrics: MetricsConfig) -> bool:
@@ -92,7 +93,7 @@ class ClientLayout:
     names: Sequence[str]
     protocols: Sequence[str]
     rows: Callable[[Sequence[str]], Sequence[str]]  # a column's values in label order; handshake rows left out
-    labels: list[str]  # one escaped label per series
+    heads: list[str]  # per series, its escaped label and what follows it up to the value: `label"} `
     merges: list[tuple[int, int]]  # (into, from) positions in label order: sessions that share a label
     keep: list[bool] | None  # per position in label order, False where it was merged into the one before
 
@@ -151,7 +152,8 @@ def client_layout(names: Sequence[str], protocols: Sequence[str]) -> ClientLayou
     joined = "".join(ordered)
     if "\\" in joined or '"' in joined or "\n" in joined:
         ordered = list(map(escape_label, ordered))
-    return ClientLayout(names, protocols, _picker(rows), ordered, merges, keep)
+    heads = list(map(add, ordered, repeat(_HEAD_END, len(ordered))))
+    return ClientLayout(names, protocols, _picker(rows), heads, merges, keep)
 
 
 def _picker(rows: list[int]) -> Callable[[Sequence[str]], list[str]]:
@@ -171,13 +173,14 @@ class MetricsView:
         self._layout: ClientLayout | None = None
 
     def client_samples(self, state: ServerState) -> tuple[list[str], Sequence[str], Sequence[str]]:
-        """Sorted `client` labels (escaped) with their byte totals as decimal text."""
+        """The series' heads (escaped `client` labels, sorted, each followed by `"} `) with their byte
+        totals as decimal text."""
         metrics = self.metrics
         if metrics.include or metrics.exclude:  # filtered: row by row (still over the columns)
             totals = per_client_totals(state, metrics)
             ordered = sorted(totals)
-            labels = list(map(escape_label, ordered))
-            return labels, [str(totals[label][0]) for label in ordered], [str(totals[label][1]) for label in ordered]
+            heads = [escape_label(label) + _HEAD_END for label in ordered]
+            return heads, [str(totals[label][0]) for label in ordered], [str(totals[label][1]) for label in ordered]
         tables = live_tables(state)
         names: Sequence[str] = live_column(tables, "common_name")
         protocols: Sequence[str] = live_column(tables, "protocol")
@@ -186,21 +189,21 @@ class MetricsView:
             layout = self._layout = None  # the old layout is garbage before the new one is built
             layout = self._layout = client_layout(names, protocols)
         received = layout.values(counter_text(tables, "bytes_received"))
-        return layout.labels, received, layout.values(counter_text(tables, "bytes_sent"))
+        return layout.heads, received, layout.values(counter_text(tables, "bytes_sent"))
 
     def render(self, state: ServerState) -> str:
         metrics = self.metrics
         lines: list[str] = []
         if metrics.per_client:
-            labels, received, sent = self.client_samples(state)
-            if labels:
+            heads, received, sent = self.client_samples(state)
+            if heads:
                 lines += family(
                     "ovpn_bytes_in_total", "counter", "Total number of bytes received",
-                    [_series("ovpn_bytes_in_total", labels, received)],
+                    [_series("ovpn_bytes_in_total", heads, received)],
                 )  # fmt: skip
                 lines += family(
                     "ovpn_bytes_out_total", "counter", "Total number of bytes sent",
-                    [_series("ovpn_bytes_out_total", labels, sent)],
+                    [_series("ovpn_bytes_out_total", heads, sent)],
                 )  # fmt: skip
         infos = sorted(
             {
@@ -229,14 +232,14 @@ class MetricsView:
         return "\n".join(lines) + "\n"
 
 
-def _series(name: str, labels: list[str], values: Sequence[str]) -> str:
-    """`name{client="label"} value` lines: one join over [label, '"} ', value, newline + prefix, ...],
-    which copies each piece once, instead of a formatted string per sample."""
+def _series(name: str, heads: list[str], values: Sequence[str]) -> str:
+    """`name{client="label"} value` lines: one join over [head, value, newline and name, ...], which
+    copies each piece once, instead of a formatted string per sample. The heads (label and `"} `) come
+    from the layout, the same for both families."""
     prefix = name + '{client="'
-    pieces = ["\n" + prefix] * (4 * len(labels) - 1)
-    pieces[0::4] = labels
-    pieces[1::4] = ['"} '] * len(labels)
-    pieces[2::4] = values
+    pieces = ["\n" + prefix] * (3 * len(heads) - 1)
+    pieces[0::3] = heads
+    pieces[1::3] = values
     return prefix + "".join(pieces)
 
 
