@@ -82,6 +82,20 @@ def _inputs(big: bool) -> list[tuple[str, bytes]]:
                 fields[5 + j % 2] = counter
                 mutated[j] = "\t".join(fields)
         cases.append((f"gen-v3-counter-{label}", "\n".join(mutated).encode()))
+    # status-version 1 sections at their edges: no stats, stats without lines, no routes, no route rows.
+    v1 = small.v1(0, now=1795756450).decode()
+    stats_at = v1.index("GLOBAL STATS")
+    routes_at = v1.index("ROUTING TABLE")
+    route_rows_at = v1.index("\n", routes_at + len("ROUTING TABLE\n")) + 1
+    for label, text in (
+        ("no-stats", v1[:stats_at] + "END\n"),
+        ("empty-stats", v1[:stats_at] + "GLOBAL STATS\nEND\n"),
+        ("blank-stat", v1[:stats_at] + "GLOBAL STATS\n\nEND\n"),
+        ("no-routes", v1[:routes_at] + "ROUTING TABLE\n" + v1[stats_at:]),
+        ("no-route-rows", v1[:route_rows_at] + v1[stats_at:]),
+        ("routing-last", v1[:routes_at] + "ROUTING TABLE\nEND\n"),
+    ):
+        cases.append((f"gen-v1-{label}", text.encode()))
     unknown = "HEADER\tERRORS\tx\nFOO_BAR\tx\nGLOBAL_STATS"
     cases.append(("gen-v3-unknown-type", v3.replace("GLOBAL_STATS", unknown, 1).encode()))
     cases.append(("gen-v3-fragment", v3.replace("GLOBAL_STATS", "ENT_LIST\tx\nGLOBAL_STATS", 1).encode()))

@@ -350,12 +350,7 @@ def _parse_v1_text(text: str, default_protocol: str, previous: SessionTable | No
             if _route_pattern(index, width, ",", "").fullmatch(text, route_header_end + 1, stats + 1) is not None:
                 route_table = _lazy_routes(block, count, ",", index, width, "")
             else:  # a common name with a comma: the line-based repair, now
-                lines = block.split("\n")
-                routes = _build_route_block(lines, ",", index, width, "")
-                if routes is None:
-                    routes = _Rows(_ROUTE_WIDTH)
-                    routes.add_rows(_build_route(line.split(","), index, width, True) for line in lines)
-                route_table = RouteTable(routes.columns())
+                route_table = RouteTable(_v1_routes(block.split("\n"), index, width).columns())
     routes_of = route_table
 
     def virtual(real: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -372,21 +367,9 @@ def _parse_v1_text(text: str, default_protocol: str, previous: SessionTable | No
     if table is not builder.reused:  # the previous parse checked those
         _check_unique_connections(table)
     updated = text[updated_at + len("Updated,") : header_at - 1]
-    stats_lines = text[stats + len(_V1_STATS) : body_end].split("\n") if stats < body_end else []
-    return Snapshot(
-        kind="server",
-        status_version=1,
-        product="OpenVPN",
-        version="",
-        title="",
-        updated_text=normalise_time(updated) or updated,
-        updated_epoch=None,
-        session_table=table,
-        route_table=route_table,
-        global_stats=tuple((name, value) for name, _, value in (line.rpartition(",") for line in stats_lines)),
-        client_stats=(),
-        skipped_lines=0,
-    )
+    stats_at = stats + len(_V1_STATS)  # past the body's end when GLOBAL STATS is its last line, or absent
+    stats_lines = text[stats_at:body_end].split("\n") if stats_at <= body_end else []
+    return _v1_snapshot(normalise_time(updated) or updated, table, route_table, stats_lines, 0)
 
 
 def _columns(header: list[str], required: tuple[str, ...], what: str) -> dict[str, int]:
@@ -1135,21 +1118,29 @@ def _parse_v1(body: list[str], default_protocol: str) -> Snapshot:
     if routing_at + 1 < stats_at:
         route_header = body[routing_at + 1].split(",")
         route_index = _columns(route_header, _ROUTE_REQUIRED, "routing table")
-        route_lines = body[routing_at + 2 : stats_at]
-        try:
-            fast_routes = _build_route_block(route_lines, ",", route_index, len(route_header), "")
-        except (ValueError, IndexError):
-            fast_routes = None
-        if fast_routes is None:
-            fast_routes = _Rows(_ROUTE_WIDTH)
-            fast_routes.add_rows(
-                _build_route(line.split(","), route_index, len(route_header), True) for line in route_lines
-            )
-        routes = fast_routes
+        routes = _v1_routes(body[routing_at + 2 : stats_at], route_index, len(route_header))
     _join_virtual_addresses(sessions, routes)
-    global_stats = tuple((name, value) for name, _, value in (line.rpartition(",") for line in body[stats_at + 1 :]))
     session_table, route_table = _tables(sessions, routes)
     _check_unique_connections(session_table)
+    return _v1_snapshot(updated_text, session_table, route_table, body[stats_at + 1 :], skipped)
+
+
+def _v1_routes(lines: list[str], index: dict[str, int], width: int) -> _Rows:
+    """status-version 1 routes, built now: as a block when every row has the header's width, else row by
+    row, where a common name with commas is repaired."""
+    try:
+        routes = _build_route_block(lines, ",", index, width, "")
+    except (ValueError, IndexError):
+        routes = None
+    if routes is None:
+        routes = _Rows(_ROUTE_WIDTH)
+        routes.add_rows(_build_route(line.split(","), index, width, True) for line in lines)
+    return routes
+
+
+def _v1_snapshot(
+    updated_text: str, sessions: SessionTable, routes: RouteTable, stats_lines: list[str], skipped: int
+) -> Snapshot:
     return Snapshot(
         kind="server",
         status_version=1,
@@ -1158,9 +1149,9 @@ def _parse_v1(body: list[str], default_protocol: str) -> Snapshot:
         title="",
         updated_text=updated_text,
         updated_epoch=None,
-        session_table=session_table,
-        route_table=route_table,
-        global_stats=global_stats,
+        session_table=sessions,
+        route_table=routes,
+        global_stats=tuple((name, value) for name, _, value in (line.rpartition(",") for line in stats_lines)),
         client_stats=(),
         skipped_lines=skipped,
     )
