@@ -49,6 +49,10 @@ def v1_edges() -> dict[str, str]:
         "torn client row": V1.replace("client1,127.0.0.1:39394,", "39394,", 1),
         "torn route row": V1.replace("10.81.0.4,client2,", "0.4,client2,", 1),
         "route row with a comma": V1.replace("10.81.0.4,client2,", "10.81.0.4,client,2,", 1),
+        # One row a field short, another a field long: the comma total is right, the rows are not.
+        "short and long route rows": V1.replace("10.81.0.3,client1,", "client1,", 1).replace(
+            "10.81.0.4,client2,", "10.81.0.4,client2,x,", 1
+        ),
         "no END": V1[: V1.rindex("END")],
         "junk after END": V1 + "client1,127.0.0.1:1,1,1,2026-11-27 05:13:48\n",
     }
@@ -59,6 +63,9 @@ def v3_edges() -> dict[str, str]:
         "no route rows": "\n".join(line for line in V3.split("\n") if not line.startswith("ROUTING_TABLE\t")),
         "torn client row": V3.replace("CLIENT_LIST\tclient2\t", "ent2\t", 1),
         "torn route row": V3.replace("ROUTING_TABLE\t10.81.0.3\t", "TABLE\t10.81.0.3\t", 1),
+        "short and long route rows": V3.replace("ROUTING_TABLE\t10.81.0.3\t", "ROUTING_TABLE\t", 1).replace(
+            "ROUTING_TABLE\t10.81.0.4\t", "ROUTING_TABLE\t10.81.0.4\tx\t", 1
+        ),
         "client row after the routes": V3.replace(
             "GLOBAL_STATS",
             V3[V3.index("CLIENT_LIST\t") : V3.index("\n", V3.index("CLIENT_LIST\t")) + 1] + "GLOBAL_STATS",
