@@ -78,14 +78,18 @@ class ViewCache:
     _entry: _Entry | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def get(self, state: ServerState, want_gzip: bool) -> tuple[bytes, bool]:
+    def get(self, state: ServerState, want_gzip: bool, trim: bool = False) -> tuple[bytes, bool]:
+        """The body for `state` (gzipped if wanted and worth it), and whether it is gzipped. `trim` asks
+        for freed heap to be given back once the body is ready, as a large render also does: one trim
+        after a large parse and its render, not one each."""
         with self._lock:
             entry = self._entry
             if entry is None or entry.key != state.key:
                 entry = self._entry = None  # the old rendering is garbage before the new one is built
                 entry = self._entry = _Entry(state.key, self.render(state))
-                if len(entry.body) >= TRIM_MIN_BYTES:
-                    release_free_heap()
+                trim = trim or len(entry.body) >= TRIM_MIN_BYTES
+            if trim:
+                release_free_heap()
             if not want_gzip or len(entry.body) < GZIP_MIN_BYTES:
                 return entry.body, False
             if entry.gzipped is None:
@@ -162,14 +166,14 @@ class ExporterApp:
     def _rendered(self, view: str, want_gzip: bool) -> tuple[bytes, bool]:
         hub, caches = self.hub, self._caches
         state = hub.refresh()
+        large_parse = False
         if state.key != self._trimmed_after:
             self._trimmed_after = state.key
-            if sum(len(r.snapshot.session_table) for r in state.readings if r.snapshot) >= TRIM_MIN_SESSIONS:
-                release_free_heap()
+            large_parse = sum(len(r.snapshot.session_table) for r in state.readings if r.snapshot) >= TRIM_MIN_SESSIONS
         for name, other in caches.items():
             if name != view:
                 other.forget_stale(state.key)
-        return caches[view].get(state, want_gzip)
+        return caches[view].get(state, want_gzip, trim=large_parse)
 
     async def _view(self, request: Request, view: str, media_type: str, headers: dict[str, str]) -> Response:
         started = time.perf_counter()

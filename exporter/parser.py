@@ -490,21 +490,20 @@ class _SessionBuilder:
             if stop < 0:
                 stop = end
             chunk = text[start:stop]
-            rows = chunk.count("\n") + 1
-            # Every line starts with `kind`: with `kind` nowhere else in the text (a substring search,
-            # cheaper than comparing every field) and every width-th field one of them, each line has
-            # exactly `width` fields (a misaligned line would put some other field equal to `kind` at a
-            # width-th place). A field that merely contains `kind` hands the block back.
-            # Without a type column, each line's separator count says the same.
-            if kind:
-                if chunk.count(kind) != rows:
-                    return None
-            elif set(map(methodcaller("count", sep), chunk.split("\n"))) != {width - 1}:
+            # Without a type column, each line's separator count says that it has `width` fields.
+            if not kind and set(map(methodcaller("count", sep), chunk.split("\n"))) != {width - 1}:
                 return None
             fields = chunk.replace("\n", sep).split(sep)
-            del chunk
-            if len(fields) != rows * width or (kind and fields[0::width].count(kind) != rows):
+            rows, rest = divmod(len(fields), width)
+            # With one: every line starts with `kind` (the caller counted them). If every width-th field
+            # is `kind` and `kind` occurs nowhere else (a substring search, cheaper than comparing every
+            # field), each line start is one of those fields, so a chunk has at most `rows` lines; the
+            # rows of all chunks add up to the caller's count of lines (checked below), so each chunk
+            # has exactly `rows` lines and each line exactly `width` fields. A field that merely
+            # contains `kind` hands the block back.
+            if rest or (kind and (chunk.count(kind) != rows or fields[0::width].count(kind) != rows)):
                 return None
+            del chunk
             columns = [fields[i::width] for i in range(offset, width)]
             del fields
             # Each column joined once, while its strings are still in the cache: the validation, the

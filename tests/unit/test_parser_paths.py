@@ -62,6 +62,8 @@ def v3_edges() -> dict[str, str]:
     return {
         "no route rows": "\n".join(line for line in V3.split("\n") if not line.startswith("ROUTING_TABLE\t")),
         "torn client row": V3.replace("CLIENT_LIST\tclient2\t", "ent2\t", 1),
+        "two client rows on one line": V3.replace("\nCLIENT_LIST\tclient2\t", "\tCLIENT_LIST\tclient2\t", 1),
+        "a common name that is the row type": V3.replace("CLIENT_LIST\tclient2\t", "CLIENT_LIST\tCLIENT_LIST\t", 1),
         "torn route row": V3.replace("ROUTING_TABLE\t10.81.0.3\t", "TABLE\t10.81.0.3\t", 1),
         "short and long route rows": V3.replace("ROUTING_TABLE\t10.81.0.3\t", "ROUTING_TABLE\t", 1).replace(
             "ROUTING_TABLE\t10.81.0.4\t", "ROUTING_TABLE\t10.81.0.4\tx\t", 1
