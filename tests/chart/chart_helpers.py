@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -11,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.common import missing
+from tests.support.common import missing, tool
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "chart"
@@ -27,11 +26,7 @@ require_or_skip = missing
 
 
 def helm() -> str:
-    path = shutil.which("helm")
-    if path is None:
-        require_or_skip("helm is not on PATH (run .ci/install-helm.sh)")
-        raise AssertionError("unreachable")
-    return path
+    return tool("helm", "run .ci/install-helm.sh")
 
 
 def run_helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from chart_helpers import (
     require_or_skip,
     run_helm,
     template_text,
+    tool,
 )
 
 KUBERNETES_VALIDATE = Path(sys.executable).with_name("kubernetes-validate")
@@ -161,11 +161,7 @@ def prometheus_rule_file(tmp_path: Path, values: dict[str, Any] | None = None, f
 
 
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        require_or_skip("promtool is not on PATH (apt-get install -y prometheus)")
-        raise AssertionError("unreachable")
-    return path
+    return tool("promtool", "apt-get install -y prometheus")
 
 
 RULES_FILE = CHART / "files" / "prometheus-rules.yaml"

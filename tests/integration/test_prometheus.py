@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 
@@ -11,9 +10,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.common import free_port, wait_for
+from tests.support.common import free_port, tool, wait_for
 
-from .conftest import Deployment, require_or_skip
+from .conftest import Deployment
 
 pytestmark = pytest.mark.integration
 
@@ -26,10 +25,7 @@ ALLOWED_LINT = [
 
 
 def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        require_or_skip(f"{name} is not installed (apt-get install prometheus)")
-    return path
+    return tool(name, "apt-get install prometheus")
 
 
 @pytest.fixture

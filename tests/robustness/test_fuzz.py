@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import subprocess
 import time
 from html.parser import HTMLParser
@@ -26,8 +25,7 @@ from exporter.sources.base import Reading
 from exporter.views.metrics import render_metrics
 from exporter.views.pages import render_sessions_page
 from exporter.views.sessions import render_sessions_json
-from tests.support.common import FIXTURES
-from tests.support.common import missing as require_or_skip
+from tests.support.common import FIXTURES, tool
 
 SCALE = float(os.environ.get("FUZZ_SCALE", "1"))
 FUZZ = settings(
@@ -189,10 +187,7 @@ def test_any_names_render_safely(rows: list[tuple[str, str, int, int]]) -> None:
 
 
 def promtool() -> str:
-    found = shutil.which("promtool") or ("/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None)
-    if found is None:
-        require_or_skip("promtool is not installed (apt-get install prometheus)")
-    return found
+    return tool("promtool", "apt-get install prometheus", Path("/usr/bin/promtool"))
 
 
 def check_metrics(binary: str, body: str) -> tuple[int, set[str]]:

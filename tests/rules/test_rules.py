@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 import yaml
 
 from tests.rules.promql_names import exposed_names, metric_names
-from tests.support.common import require_or_skip
+from tests.support.common import tool
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "chart" / "files" / "prometheus-rules.yaml"
@@ -22,10 +21,7 @@ ALERTS = {"OpenVPNDown", "OpenVPNStatusStale", "OpenVPNStatusReadErrors", "OpenV
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
-    require_or_skip(found is not None, "promtool is not installed (apt-get install prometheus)")
-    assert found is not None
-    return found
+    return tool("promtool", "apt-get install prometheus")
 
 
 @pytest.fixture(scope="module")

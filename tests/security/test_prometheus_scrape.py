@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -12,15 +11,11 @@ import httpx
 
 from security.conftest import PASSWORD, USER
 from security.harness import PKI, client_context, start_exporter
-from tests.support.common import LOOPBACK, free_port
-from tests.support.common import missing as require_or_skip
+from tests.support.common import LOOPBACK, free_port, tool
 
 
 def prometheus_binary() -> str:
-    found = shutil.which("prometheus") or ("/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
-    if found is None:
-        require_or_skip("prometheus is not installed (apt-get install prometheus)")
-    return found
+    return tool("prometheus", "apt-get install prometheus", Path("/usr/bin/prometheus"))
 
 
 def test_prometheus_scrapes_over_tls_with_basic_auth(

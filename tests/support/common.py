@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import threading
 import time
@@ -25,6 +26,15 @@ def missing(reason: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(f"required in CI: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def tool(name: str, hint: str, *also: Path) -> str:
+    """The path of command `name`: on PATH, else the first of `also` that exists; else `missing`, with
+    `hint` saying how to install it."""
+    found = shutil.which(name) or next((str(path) for path in also if path.is_file()), None)
+    if found is None:
+        missing(f"{name} is not installed ({hint})")
+    return found
 
 
 def require_or_skip(condition: bool, reason: str) -> None:
