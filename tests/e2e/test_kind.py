@@ -13,6 +13,8 @@ import e2e_support as sup
 import pytest
 from e2e_cluster import E2EEnv, Kube, run, wait_for
 
+from tests.support.common import SESSION_KEYS
+
 pytestmark = pytest.mark.e2e
 
 INSTANCE = "app.kubernetes.io/instance"
@@ -126,22 +128,7 @@ def test_metrics_report_the_client(kube: Kube, e2e_env: E2EEnv) -> None:
 
 def test_sessions_row(kube: Kube, e2e_env: E2EEnv) -> None:
     row = wait_for("the client's /sessions row", lambda: _client_session(kube, e2e_env), e2e_env.timeout)
-    assert list(row) == [
-        "server",
-        "protocol",
-        "p1uniqueid",
-        "p2uniqueid",
-        "state",
-        "remotehost",
-        "remoteport",
-        "remoteid",
-        "remotets",
-        "established",
-        "bytesin",
-        "bytesout",
-        "packetsin",
-        "packetsout",
-    ]
+    assert list(row) == SESSION_KEYS
     assert all(isinstance(v, str) for v in row.values()), row
     assert row["server"] == e2e_env.server_name
     assert row["protocol"] == "udp"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.common import wait_for
+from tests.support.common import SESSION_KEYS, wait_for
 
 from . import statusfile
 from .conftest import Deployment
@@ -18,23 +18,6 @@ from .lab import Server
 from .promtext import Scrape
 
 pytestmark = pytest.mark.integration
-
-SESSION_KEYS = [
-    "server",
-    "protocol",
-    "p1uniqueid",
-    "p2uniqueid",
-    "state",
-    "remotehost",
-    "remoteport",
-    "remoteid",
-    "remotets",
-    "established",
-    "bytesin",
-    "bytesout",
-    "packetsin",
-    "packetsout",
-]
 
 
 def _sessions_settled(dep: Deployment) -> Scrape:

@@ -18,6 +18,23 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CAPTURED = FIXTURES / "captured-2.6.14"
 RECONSTRUCTED = FIXTURES / "reconstructed"
 LOOPBACK = "127.0.0.1"
+# The keys of a /sessions row, in the original exporter's order (SPEC 2.3).
+SESSION_KEYS = [
+    "server",
+    "protocol",
+    "p1uniqueid",
+    "p2uniqueid",
+    "state",
+    "remotehost",
+    "remoteport",
+    "remoteid",
+    "remotets",
+    "established",
+    "bytesin",
+    "bytesout",
+    "packetsin",
+    "packetsout",
+]
 T = TypeVar("T")
 
 
