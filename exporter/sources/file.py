@@ -103,12 +103,8 @@ class FileSource(KeptSnapshot):
     def _stat(self) -> os.stat_result:
         try:
             st = os.stat(self.path)
-        except FileNotFoundError:
-            raise _ReadFailure("missing", f"{self.path}: status file does not exist (yet)") from None
-        except PermissionError:
-            raise _ReadFailure("permission", f"{self.path}: permission denied") from None
         except OSError as exc:
-            raise _ReadFailure("unreadable", f"{self.path}: {exc.strerror or exc}") from None
+            raise self._failure(exc, "status file does not exist (yet)") from None
         if not stat.S_ISREG(st.st_mode):
             raise _ReadFailure("not_regular", f"{self.path}: not a regular file")
         if st.st_size > self.max_bytes:
@@ -130,7 +126,7 @@ class FileSource(KeptSnapshot):
                 if len(data) == wanted and wanted <= self.max_bytes:
                     data += handle.read(self.max_bytes + 1 - wanted)
             except OSError as exc:
-                raise _ReadFailure("unreadable", f"{self.path}: {exc.strerror or exc}") from None
+                raise self._failure(exc, "status file disappeared while being read") from None
         if len(data) > self.max_bytes:
             raise _ReadFailure("too_large", f"{self.path}: grew over max_file_bytes ({self.max_bytes})")
         return data
@@ -140,16 +136,21 @@ class FileSource(KeptSnapshot):
         than any chunked compare; it lives only for the comparison."""
         return self._read() == data
 
+    def _failure(self, exc: OSError, gone: str) -> _ReadFailure:
+        """An OSError on the status file, as the reason counted and the line logged; `gone` is what a
+        missing file means at that point."""
+        if isinstance(exc, FileNotFoundError):
+            return _ReadFailure("missing", f"{self.path}: {gone}")
+        if isinstance(exc, PermissionError):
+            return _ReadFailure("permission", f"{self.path}: permission denied")
+        return _ReadFailure("unreadable", f"{self.path}: {exc.strerror or exc}")
+
     def _open(self) -> BinaryIO:
         try:
             # O_NONBLOCK: a FIFO swapped in after the stat must not hang the scrape.
             fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise _ReadFailure("missing", f"{self.path}: status file disappeared while being read") from None
-        except PermissionError:
-            raise _ReadFailure("permission", f"{self.path}: permission denied") from None
         except OSError as exc:
-            raise _ReadFailure("unreadable", f"{self.path}: {exc.strerror or exc}") from None
+            raise self._failure(exc, "status file disappeared while being read") from None
         handle = os.fdopen(fd, "rb")
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             handle.close()
