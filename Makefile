@@ -8,7 +8,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST := $(BIN)/pytest
 
-.PHONY: run test check lint typecheck unit integration chart-test image-test e2e bench clean
+.PHONY: run test check lint typecheck actionlint unit integration chart-test image-test rules-test security-test \
+	robustness-test mgmt-test workflows-test e2e bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,14 @@ chart-test: $(VENV)/.test
 
 image-test: $(VENV)/.test
 	$(PYTEST) tests/image
+
+# One target per remaining suite, so `.ci/run SUITE` (and so each GitHub job) runs exactly one of them.
+rules-test security-test robustness-test mgmt-test workflows-test: %-test: $(VENV)/.test
+	$(PYTEST) tests/$*
+
+# The workflows, with shellcheck on every `run:` step (.ci/install-actionlint.sh installs both).
+actionlint: $(VENV)/.test
+	$(BIN)/actionlint -color
 
 e2e: $(VENV)/.test
 	bash kind/e2e.sh

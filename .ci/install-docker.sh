@@ -3,7 +3,10 @@
 #   - Debian's docker.io and debootstrap, without letting the package start its own daemon
 #     (that one would create the docker0 bridge and iptables rules);
 #   - dockerd started by hand with no bridge, no iptables and no IP forwarding;
-#   - a local stand-in for debian:bookworm-slim built with debootstrap, since no registry is reachable.
+#   - a local stand-in for debian:bookworm-slim built with debootstrap, since no registry is reachable;
+#   - debian:bookworm, the image of the CI workflow's job containers (tests/workflows runs them with act):
+#     the slim stand-in plus this machine's CA bundle as a local certificate, so that pip inside a job
+#     container trusts what pip on this machine trusts (a TLS-intercepting proxy, if any).
 # Idempotent: every step checks whether it is already done.
 #
 # Usage: .ci/install-docker.sh          install, start the daemon, build the base image
@@ -12,6 +15,8 @@ set -euo pipefail
 
 DOCKER=/usr/bin/docker          # Debian's client: a newer client elsewhere on PATH refuses BuildKit
 BASE_IMAGE=debian:bookworm-slim
+JOB_IMAGE=debian:bookworm
+HOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/openvpn-exporter-dockerd.log}
 DOCKERD_PIDFILE=/var/run/docker.pid
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -159,3 +164,21 @@ EOF
     trap - EXIT
 fi
 log "$BASE_IMAGE: $("$DOCKER" image inspect --format '{{.Size}}' "$BASE_IMAGE") bytes"
+
+if ! "$DOCKER" image inspect "$JOB_IMAGE" >/dev/null 2>&1; then
+    log "building $JOB_IMAGE from $BASE_IMAGE and this machine's CA bundle"
+    work=$(mktemp -d /var/tmp/bookworm.XXXXXX)
+    trap 'rm -rf "$work"' EXIT
+    if [[ -s $HOST_CA_BUNDLE ]]; then
+        cp "$HOST_CA_BUNDLE" "$work/build-host.crt"
+    else
+        : >"$work/build-host.crt"
+    fi
+    # update-ca-certificates (run when a job installs ca-certificates) adds local certificates to the bundle.
+    printf 'FROM %s\nCOPY build-host.crt /usr/local/share/ca-certificates/build-host.crt\n' "$BASE_IMAGE" \
+        >"$work/Dockerfile"
+    "$DOCKER" build --quiet -t "$JOB_IMAGE" "$work" >/dev/null
+    rm -rf "$work"
+    trap - EXIT
+fi
+log "$JOB_IMAGE: $("$DOCKER" image inspect --format '{{.Size}}' "$JOB_IMAGE") bytes"
