@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # End-to-end suite on a throw-away kind cluster:
-#   build both images -> create a cluster -> load the images -> Prometheus Operator CRDs -> PKI Secret
-#   -> helm install ./chart -> OpenVPN client pod -> pytest -m e2e tests/e2e --e2e -> delete the cluster.
+#   build both images -> create a cluster -> load the images (docker save + kind load image-archive)
+#   -> prove an unprivileged pod with NET_ADMIN can create a tun device -> Prometheus Operator CRDs
+#   -> PKI Secret -> helm install ./chart -> OpenVPN client pod -> pytest -m e2e tests/e2e --e2e
+#   -> each chart/ci scenario that can run on kind: helm install, helm test, helm uninstall -> delete the cluster.
 #
-# Needs docker, kind, helm, kubectl and a Python with pytest, kubernetes, cryptography and PyYAML
-# (the project's .venv is used when present). Arguments are passed on to pytest.
+# Needs docker, kind v0.28+ (.ci/install-kind.sh pins it), helm, kubectl and a Python with pytest, kubernetes,
+# cryptography and PyYAML (the project's .venv is used when present). Arguments are passed on to pytest.
 #
 # Environment:
 #   E2E_RUN_ID          suffix of the cluster name and image tags (default: time and PID)
 #   E2E_KEEP_CLUSTER=1  leave the cluster (and its kubeconfig) behind for debugging
 #   E2E_ARTIFACTS       where logs, events and the JUnit report go (default: test-artifacts/e2e)
-#   KIND_NODE_IMAGE     kindest/node image to run (default: the one kind was released with)
+#   KIND_NODE_IMAGE     kindest/node image to run (default: kind v0.29.0's Kubernetes 1.33.1 image, by digest)
+#   E2E_SCENARIOS=0     skip the chart/ci scenario installs
 #   PROM_OPERATOR_VERSION  Prometheus Operator release the CRDs come from (default below)
 #   PYTHON, DOCKER, KIND, HELM, KUBECTL  the tools to use
 set -euo pipefail
@@ -30,6 +33,8 @@ OPENVPN_IMAGE=openvpn-exporter-openvpn:e2e-$RUN_ID
 PROM_OPERATOR_VERSION=${PROM_OPERATOR_VERSION:-v0.80.0}
 CRD_BASE=https://raw.githubusercontent.com/prometheus-operator/prometheus-operator/$PROM_OPERATOR_VERSION/example/prometheus-operator-crd
 ARTIFACTS=${E2E_ARTIFACTS:-$ROOT/test-artifacts/e2e}
+# The node image of kind v0.29.0 (its release notes), pinned by digest as kind asks: runc >= 1.2.4 inside.
+KIND_NODE_IMAGE=${KIND_NODE_IMAGE:-kindest/node:v1.33.1@sha256:050072256b9a903bd914c0b2866828150cb229cea0efe5892e2b644d5dd3b34f}
 KEEP_CLUSTER=${E2E_KEEP_CLUSTER:-0}
 
 DOCKER=${DOCKER:-docker}
@@ -42,6 +47,7 @@ fi
 # The e2e helpers import the shared test support package (tests.support), so they run as a module from the
 # repository root rather than as a file.
 support() { PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m tests.e2e.e2e_support "$@"; }
+preflight() { PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m tests.e2e.e2e_preflight "$@"; }
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'e2e: %s\n' "$*" >&2; exit 1; }
@@ -121,15 +127,26 @@ DOCKER_BUILDKIT=1 "$DOCKER" build -t "$EXPORTER_IMAGE" .
 DOCKER_BUILDKIT=1 "$DOCKER" build -t "$OPENVPN_IMAGE" kind/openvpn
 
 log "creating kind cluster $CLUSTER"
-create_args=(create cluster --name "$CLUSTER" --config kind/cluster.yaml --kubeconfig "$KUBECONFIG" --wait 180s)
-if [[ -n ${KIND_NODE_IMAGE:-} ]]; then
-    create_args+=(--image "$KIND_NODE_IMAGE")
-fi
 cluster_created=1
-"$KIND" "${create_args[@]}"
+"$KIND" create cluster --name "$CLUSTER" --config kind/cluster.yaml --kubeconfig "$KUBECONFIG" --wait 180s \
+    --image "$KIND_NODE_IMAGE"
 
 log "loading images into the cluster"
-"$KIND" load docker-image --name "$CLUSTER" "$EXPORTER_IMAGE" "$OPENVPN_IMAGE"
+# An archive rather than `kind load docker-image`, which fails on Docker's containerd image store
+# ("content digest ... not found", kind issue #3795).
+"$DOCKER" save -o "$WORK/images.tar" "$EXPORTER_IMAGE" "$OPENVPN_IMAGE"
+"$KIND" load image-archive --name "$CLUSTER" "$WORK/images.tar"
+rm -f "$WORK/images.tar"
+
+log "checking that an unprivileged pod with NET_ADMIN can create a tun device"
+kc create namespace "$NAMESPACE"
+preflight tun-pod --namespace "$NAMESPACE" --openvpn-image "$OPENVPN_IMAGE" | kc apply -f -
+if ! kc wait -n "$NAMESPACE" pod/tun-check --for=jsonpath='{.status.phase}'=Succeeded --timeout 120s; then
+    kc logs -n "$NAMESPACE" pod/tun-check >&2 || true
+    kc get -n "$NAMESPACE" pod/tun-check -o jsonpath='{.status.containerStatuses[0].state}' >&2 || true
+    die "$(PYTHONPATH=$ROOT "$PYTHON" -c 'from tests.e2e.e2e_preflight import TUN_CAUSE; print(TUN_CAUSE)')"
+fi
+kc delete -n "$NAMESPACE" pod/tun-check --wait=false
 
 log "installing Prometheus Operator CRDs $PROM_OPERATOR_VERSION (ServiceMonitor, PrometheusRule)"
 # Server-side apply: these CRDs are too large for the last-applied annotation of a client-side apply.
@@ -140,7 +157,6 @@ kc wait --for condition=Established --timeout 60s \
     crd/servicemonitors.monitoring.coreos.com crd/prometheusrules.monitoring.coreos.com
 
 log "generating the PKI and the release's values"
-kc create namespace "$NAMESPACE"
 support prepare --out "$WORK/gen" --namespace "$NAMESPACE" --release "$RELEASE" \
     --client-cn "$CLIENT_CN" --server-name "$SERVER_NAME" \
     --exporter-image "$EXPORTER_IMAGE" --openvpn-image "$OPENVPN_IMAGE"
@@ -164,3 +180,22 @@ E2E=1 E2E_NAMESPACE=$NAMESPACE E2E_RELEASE=$RELEASE E2E_CLIENT_CN=$CLIENT_CN E2E
     "$PYTHON" -m pytest -m e2e tests/e2e --e2e -v -p no:cacheprovider \
     --junitxml "$ARTIFACTS/junit.xml" "$@"
 log "end-to-end suite passed"
+
+if [[ ${E2E_SCENARIOS:-1} != 0 ]]; then
+    # chart-testing's `ct install` loop over chart/ci: install each scenario next to the release above (same
+    # namespace and server Secret, its own release name), run its `helm test`, uninstall it.
+    preflight scenarios --out "$WORK/gen" --chart chart --exporter-image "$EXPORTER_IMAGE" \
+        --openvpn-image "$OPENVPN_IMAGE" --server-secret "$RELEASE-e2e-openvpn" >"$WORK/scenarios.txt"
+    while read -r action file rest; do
+        if [[ $action == skip ]]; then
+            log "chart/ci/$file: not installed on kind ($rest)"
+            continue
+        fi
+        log "chart/ci/$file: helm install $rest, helm test"
+        "$HELM" install "$rest" ./chart --kube-context "$CONTEXT" --namespace "$NAMESPACE" \
+            -f "chart/ci/$file" -f "$WORK/gen/scenario-values.yaml" --wait --timeout 5m
+        "$HELM" test "$rest" --kube-context "$CONTEXT" --namespace "$NAMESPACE" --logs --timeout 5m
+        "$HELM" uninstall "$rest" --kube-context "$CONTEXT" --namespace "$NAMESPACE" --wait --timeout 2m
+    done <"$WORK/scenarios.txt"
+    log "chart/ci scenarios passed"
+fi
