@@ -141,10 +141,16 @@ rm -f "$WORK/images.tar"
 log "checking that an unprivileged pod with NET_ADMIN can create a tun device"
 kc create namespace "$NAMESPACE"
 preflight tun-pod --namespace "$NAMESPACE" --openvpn-image "$OPENVPN_IMAGE" | kc apply -f -
-if ! kc wait -n "$NAMESPACE" pod/tun-check --for=jsonpath='{.status.phase}'=Succeeded --timeout 120s; then
+phase=
+for _ in $(seq 1 120); do
+    phase=$(kc get -n "$NAMESPACE" pod/tun-check -o jsonpath='{.status.phase}' 2>/dev/null || true)
+    [[ $phase == Succeeded || $phase == Failed ]] && break
+    sleep 1
+done
+if [[ $phase != Succeeded ]]; then
+    printf 'tun check pod: phase %s; its output:\n' "${phase:-unknown}" >&2
     kc logs -n "$NAMESPACE" pod/tun-check >&2 || true
-    kc get -n "$NAMESPACE" pod/tun-check -o jsonpath='{.status.containerStatuses[0].state}' >&2 || true
-    die "$(PYTHONPATH=$ROOT "$PYTHON" -c 'from tests.e2e.e2e_preflight import TUN_CAUSE; print(TUN_CAUSE)')"
+    die "$(preflight tun-cause)"
 fi
 kc delete -n "$NAMESPACE" pod/tun-check --wait=false
 
@@ -186,7 +192,9 @@ if [[ ${E2E_SCENARIOS:-1} != 0 ]]; then
     # namespace and server Secret, its own release name), run its `helm test`, uninstall it.
     preflight scenarios --out "$WORK/gen" --chart chart --exporter-image "$EXPORTER_IMAGE" \
         --openvpn-image "$OPENVPN_IMAGE" --server-secret "$RELEASE-e2e-openvpn" >"$WORK/scenarios.txt"
-    while read -r action file rest; do
+    mapfile -t scenarios <"$WORK/scenarios.txt"
+    for line in "${scenarios[@]}"; do
+        read -r action file rest <<<"$line"
         if [[ $action == skip ]]; then
             log "chart/ci/$file: not installed on kind ($rest)"
             continue
@@ -196,6 +204,6 @@ if [[ ${E2E_SCENARIOS:-1} != 0 ]]; then
             -f "chart/ci/$file" -f "$WORK/gen/scenario-values.yaml" --wait --timeout 5m
         "$HELM" test "$rest" --kube-context "$CONTEXT" --namespace "$NAMESPACE" --logs --timeout 5m
         "$HELM" uninstall "$rest" --kube-context "$CONTEXT" --namespace "$NAMESPACE" --wait --timeout 2m
-    done <"$WORK/scenarios.txt"
+    done
     log "chart/ci scenarios passed"
 fi

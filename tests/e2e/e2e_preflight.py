@@ -28,9 +28,9 @@ TUN_IFACE = "tuncheck0"
 TUN_OK = "tun device usable"
 # What the failure of the check means, printed by kind/e2e.sh.
 TUN_CAUSE = (
-    "an unprivileged pod with NET_ADMIN cannot open /dev/net/tun on this cluster's nodes: runc 1.2.0 to 1.2.3 "
-    "(kind v0.27's node image) dropped it from the default device rules (fixed in runc 1.2.4). Use kind v0.28+ "
-    "and its node image (.ci/install-kind.sh, KIND_NODE_IMAGE in kind/e2e.sh)"
+    "an unprivileged pod with NET_ADMIN cannot open /dev/net/tun on this cluster's nodes (its output is above). "
+    "The known cause: runc 1.2.0 to 1.2.3 (kind v0.27's node image) dropped it from the default device rules "
+    "(fixed in runc 1.2.4). Use kind v0.28+ and its node image (.ci/install-kind.sh, KIND_NODE_IMAGE in kind/e2e.sh)"
 )
 
 # chart/ci files that cannot install on a bare kind cluster, and why. Any other file is installed and tested.
@@ -123,9 +123,15 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tun_cause(args: argparse.Namespace) -> int:
+    print(TUN_CAUSE)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="e2e_preflight", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("tun-cause", help="what a failed tun check means, one line").set_defaults(func=_cmd_tun_cause)
     tun = sub.add_parser("tun-pod", help="the tun check Pod, as YAML on stdout")
     tun.add_argument("--namespace", required=True)
     tun.add_argument("--openvpn-image", required=True)

@@ -112,6 +112,9 @@ def test_the_command_line_as_kind_e2e_sh_runs_it(tmp_path: Path) -> None:
     tun = _cli("tun-pod", "--namespace", "ns", "--openvpn-image", "o:1")
     assert tun.returncode == 0, tun.stderr
     assert yaml.safe_load(tun.stdout) == pre.tun_pod_manifest("ns", "o:1")
+    cause = _cli("tun-cause")
+    assert (cause.returncode, cause.stdout) == (0, pre.TUN_CAUSE + "\n")
+    assert '"$(preflight tun-cause)"' in script
     scen = _cli("scenarios", "--out", str(tmp_path), "--exporter-image", "e:1", "--openvpn-image", "o:1",
                 "--server-secret", "s")  # fmt: skip
     assert scen.returncode == 0, scen.stderr
