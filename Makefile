@@ -1,7 +1,8 @@
 # Everyday commands. `make run` serves the bundled example on http://localhost:9234; `make test` runs
-# every suite (lint, types, unit, integration, chart, image). Suites that need root, OpenVPN, Helm,
-# a container engine or a browser skip without them locally and fail without them when CI is set;
-# `.ci/run` installs all of it on a fresh Debian 12 machine.
+# every suite (lint, types, unit, integration, chart, image, rules, security, robustness, mgmt, workflows).
+# Suites that need root, OpenVPN, Helm, a container engine or a browser skip without them locally and fail
+# without them when CI is set; `.ci/run` installs all of it on a fresh Debian 12 machine, and
+# `.ci/run SUITE` what one suite needs (each GitHub job runs one that way).
 
 PYTHON ?= python3
 VENV   := .venv
