@@ -8,7 +8,8 @@
 # prometheus-node-exporter (another daemon) out.
 set -euo pipefail
 
-packages=(openvpn chromium prometheus iproute2 fonts-liberation)
+# libatomic1: the node binary inside the playwright wheel links it (absent from a bare debian:bookworm).
+packages=(openvpn chromium prometheus iproute2 fonts-liberation libatomic1)
 
 missing=()
 for pkg in "${packages[@]}"; do
