@@ -2,9 +2,10 @@
 with the same debian:bookworm image name, container options, checkout and CI=true that GitHub gives them.
 
 act runs a snapshot of the working tree (tracked and untracked files, as `git status` sees them, committed to a
-fresh repository), so the run sees exactly what a fresh clone of this change would. `lint` runs fully; `mgmt`
-is the narrow argument of the heavy job: it proves the container options give the tests root, network
-namespaces and tun devices, and that the lab packages install. A job act cannot run here says why in ci.yml.
+fresh repository), so the run sees exactly what a fresh clone of this change would. `lint` runs fully;
+`integration` is the narrow argument of the heavy job: it proves that the container options give the tests
+root, network namespaces and tun devices without --privileged, and that .ci/run installs everything the real
+OpenVPN, Chromium and Prometheus need in a bare debian:bookworm. A job act cannot run here says why in ci.yml.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ WORKFLOW = Path(".github/workflows/ci.yml")
 DOCKER = "/usr/bin/docker"  # Debian's client, as .ci/install-docker.sh and tests/image use
 JOB_IMAGE = "debian:bookworm"
 # (job, matrix suite) pairs run under act; every other job of ci.yml must say in ci.yml why it is not.
-ACT_RUNS = [("suites", "lint"), ("suites", "mgmt")]
+ACT_RUNS = [("suites", "lint"), ("suites", "integration")]
 # What the job's log shows when its checks really ran (not an empty selection).
-RAN = {"lint": r"Success: no issues found in \d+ source files", "mgmt": r"\d+ passed"}
+RAN = {"lint": r"Success: no issues found in \d+ source files", "integration": r"\d+ passed"}
 NOT_UNDER_ACT = "Not run under act"
 # Variables pointing pip at this machine's CA bundle (set behind a TLS-intercepting proxy): passed to the job,
 # whose /etc/ssl/certs bundle includes the same certificates (.ci/install-docker.sh builds debian:bookworm so).
