@@ -38,6 +38,17 @@ app.kubernetes.io/part-of: openvpn-exporter
 {{- end }}
 {{- end }}
 
+{{/*
+Labels of the pod template: the selector labels and podLabels only. Nothing that changes with the chart
+version, so a chart upgrade that changes nothing in the pod does not restart OpenVPN (strategy Recreate).
+*/}}
+{{- define "openvpn-exporter.podLabels" -}}
+{{ include "openvpn-exporter.selectorLabels" . }}
+{{- with .Values.podLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{- define "openvpn-exporter.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "openvpn-exporter.fullname" .) .Values.serviceAccount.name }}
@@ -59,22 +70,41 @@ app.kubernetes.io/part-of: openvpn-exporter
 {{- end }}
 
 {{/*
-This chart's appVersion, spelled out because the sidecar templates also render inside other charts, whose
-.Chart is theirs (a test keeps it equal to Chart.yaml's appVersion).
+This chart's appVersion, the default tag of both images. The sidecar templates also render inside other
+charts, whose .Chart is theirs: there it is read from the dependency (.Subcharts, by chart name or by the
+"subchart" key of the call, for an alias), so there is one version source, Chart.yaml.
+Call with (dict "top" $ ["subchart" "<alias>"]).
 */}}
 {{- define "openvpn-exporter.appVersion" -}}
-1.0.0
+{{- $chart := .top.Chart }}
+{{- if ne $chart.Name "openvpn-exporter" }}
+{{- $name := default "openvpn-exporter" .subchart }}
+{{- $sub := index (default dict .top.Subcharts) $name }}
+{{- if not $sub }}
+{{- fail (printf "openvpn-exporter image tag: chart %s has no dependency %q; set exporter.image.tag or pass \"subchart\" (the dependency's alias) to the sidecar templates" $chart.Name $name) }}
+{{- end }}
+{{- $chart = $sub.Chart }}
+{{- end }}
+{{- $chart.AppVersion }}
 {{- end }}
 
 {{/*
-"repository:tag" or "repository@digest" from an image block; the tag defaults to this chart's appVersion.
-Call with (dict "image" .Values.exporter.image "top" $).
+"registry/repository:tag" or "registry/repository@digest" from an image block. global.imageRegistry, when
+set, replaces every image's registry (mirrors); an empty registry leaves the repository as it is. The tag
+defaults to this chart's appVersion.
+Call with (dict "image" .Values.exporter.image "top" $ ["subchart" "<alias>"]).
 */}}
 {{- define "openvpn-exporter.image" -}}
+{{- $global := default dict .top.Values.global }}
+{{- $registry := default .image.registry $global.imageRegistry }}
+{{- $repository := .image.repository }}
+{{- if $registry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" $registry) $repository }}
+{{- end }}
 {{- if .image.digest }}
-{{- printf "%s@%s" .image.repository .image.digest }}
+{{- printf "%s@%s" $repository .image.digest }}
 {{- else }}
-{{- printf "%s:%s" .image.repository (default (include "openvpn-exporter.appVersion" .top) .image.tag | toString) }}
+{{- printf "%s:%s" $repository (default (include "openvpn-exporter.appVersion" (dict "top" .top "subchart" .subchart)) (.image.tag | toString)) }}
 {{- end }}
 {{- end }}
 
@@ -200,7 +230,7 @@ Call with (dict "top" $ "values" $values "configMapName" "...").
 {{- $e := $v.exporter }}
 {{- $scheme := upper (include "openvpn-exporter.scheme" $v) }}
 - name: openvpn-exporter
-  image: {{ include "openvpn-exporter.image" (dict "image" $e.image "top" .top) | quote }}
+  image: {{ include "openvpn-exporter.image" (dict "image" $e.image "top" .top "subchart" .subchart) | quote }}
   imagePullPolicy: {{ $e.image.pullPolicy }}
   {{- if $e.nativeSidecar }}
   restartPolicy: Always
@@ -277,7 +307,7 @@ Call with (dict "top" $ "values" $values).
 {{- $v := .values }}
 {{- $e := $v.exporter }}
 - name: openvpn-exporter-prepare
-  image: {{ include "openvpn-exporter.image" (dict "image" $e.image "top" .top) | quote }}
+  image: {{ include "openvpn-exporter.image" (dict "image" $e.image "top" .top "subchart" .subchart) | quote }}
   imagePullPolicy: {{ $e.image.pullPolicy }}
   command:
     - openvpn-exporter

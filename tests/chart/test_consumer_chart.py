@@ -35,7 +35,7 @@ def test_consumer_pod_gets_the_sidecar(consumer_chart: Path) -> None:
     # Defaults of the dependency apply (hardening, image tag = the exporter's version, not the consumer's).
     assert exporter["securityContext"]["runAsUser"] == 65532
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
-    assert exporter["image"] == f"openvpn-exporter:{app_version}"
+    assert exporter["image"] == f"ghcr.io/openvpn-exporter/openvpn-exporter:{app_version}"
     # ...and the consumer's overrides too.
     path, interval = status_args(openvpn)
     assert interval == 5
@@ -62,5 +62,5 @@ def test_consumer_manifests_are_valid(consumer_chart: Path, tmp_path: Path) -> N
 def test_app_version_helper_matches_chart_yaml(helm_bin: str) -> None:
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     spec = pod_spec(render())
-    assert container(spec, "openvpn-exporter")["image"] == f"openvpn-exporter:{app_version}"
-    assert container(spec, "openvpn-udp")["image"] == f"openvpn-exporter-openvpn:{app_version}"
+    assert container(spec, "openvpn-exporter")["image"] == f"ghcr.io/openvpn-exporter/openvpn-exporter:{app_version}"
+    assert container(spec, "openvpn-udp")["image"] == f"ghcr.io/openvpn-exporter/openvpn:{app_version}"
