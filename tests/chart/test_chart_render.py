@@ -75,7 +75,7 @@ def test_containers_share_the_volume_and_agree_on_status_paths(scenario: Path, h
     prepared = {a for a in prepare["args"] if a.startswith("/")}
     assert prepared == written
     assert prepare["args"][0] == "prepare"
-    assert flag(prepare["args"], "--mode") == "0644"
+    assert flag(prepare["args"], "--mode") == "0660"
 
     management = {s["management"] for s in config.get("sources", []) if "management" in s}
     if management:
@@ -158,21 +158,48 @@ def test_security_context(helm_bin: str) -> None:
     shared = next(m for m in exporter["volumeMounts"] if m["mountPath"] == "/run/openvpn")
     assert shared["readOnly"] is True
 
-    # OpenVPN: root with NET_ADMIN and /dev/net/tun; it keeps CAP_DAC_OVERRIDE to write the status file
-    # the init container created (owned by 65532).
+    # OpenVPN: root with NET_ADMIN only and /dev/net/tun; it writes the status files through the fsGroup.
     [openvpn] = openvpn_containers(spec)
-    capabilities = openvpn["securityContext"]["capabilities"]
-    assert "NET_ADMIN" in capabilities["add"]
-    assert not {"ALL", "DAC_OVERRIDE", "CAP_DAC_OVERRIDE"} & set(capabilities.get("drop", []))
+    assert openvpn["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN"]}
+    assert openvpn["securityContext"]["allowPrivilegeEscalation"] is False
     assert any(m["mountPath"] == "/dev/net/tun" for m in openvpn["volumeMounts"])
     tun = next(v for v in spec["volumes"] if v["name"] == "dev-net-tun")
     assert tun["hostPath"] == {"path": "/dev/net/tun", "type": "CharDevice"}
+    # Pod level: seccomp for every container, and the group the shared files belong to.
+    assert spec["securityContext"] == {"fsGroup": EXPORTER_UID, "seccompProfile": {"type": "RuntimeDefault"}}
+    prepare = container(spec, "openvpn-exporter-prepare")
+    assert flag(prepare["args"], "--mode") == "0660"
+    assert flag(prepare["args"], "--group") == str(EXPORTER_UID)
 
 
-def test_openvpn_must_keep_dac_override(helm_bin: str) -> None:
-    for drop in (["ALL"], ["DAC_OVERRIDE"]):
-        message = render_error({"openvpn": {"securityContext": {"capabilities": {"add": ["NET_ADMIN"], "drop": drop}}}})
-        assert "DAC_OVERRIDE" in message
+def caps_values(add: list[str], drop: list[str], **pod: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {"openvpn": {"securityContext": {"capabilities": {"add": add, "drop": drop}}}}
+    if pod:
+        values["podSecurityContext"] = pod
+    return values
+
+
+def test_guard_checks_effective_capabilities(helm_bin: str) -> None:
+    # Accepted: drop ALL + add NET_ADMIN (either spelling), the runtime default plus NET_ADMIN, privileged.
+    for add, drop in ((["NET_ADMIN"], ["ALL"]), (["CAP_NET_ADMIN"], ["all"]), (["NET_ADMIN"], [])):
+        render(caps_values(add, drop))
+    render({"openvpn": {"securityContext": {"privileged": True}}})
+    render(caps_values(["NET_ADMIN"], ["NET_ADMIN"]))  # containerd and CRI-O apply add after drop
+    # Refused: NET_ADMIN dropped or never added, whatever the other words say.
+    for add, drop in (([], ["ALL"]), ([], ["NET_ADMIN"]), (["DAC_OVERRIDE"], ["ALL"])):
+        assert "OpenVPN needs NET_ADMIN" in render_error(caps_values(add, drop))
+    # Without an fsGroup OpenVPN can write the exporter's files only with DAC_OVERRIDE.
+    no_group = {"podSecurityContext": {"fsGroup": None}}
+    message = render_error({**caps_values(["NET_ADMIN"], ["ALL"]), **no_group})
+    assert "podSecurityContext.fsGroup" in message
+    spec = pod_spec(render({**caps_values(["NET_ADMIN", "DAC_OVERRIDE"], ["ALL"]), **no_group}))
+    assert flag(container(spec, "openvpn-exporter-prepare")["args"], "--group") is None
+    assert "fsGroup" in render_error(
+        {
+            "podSecurityContext": {"fsGroup": None},
+            "openvpn": {"management": {"enabled": True}, "securityContext": {"privileged": True}},
+        }
+    )
 
 
 def test_resources_and_probes_are_settable(helm_bin: str) -> None:
@@ -258,9 +285,12 @@ def test_management_socket_mode(helm_bin: str) -> None:
     manifests = render({"openvpn": {"management": {"enabled": True}}})
     spec = pod_spec(manifests)
     [openvpn] = openvpn_containers(spec)
-    # OpenVPN runs through sh with a umask so the non-root exporter can connect to the socket.
-    assert openvpn["command"][:3] == ["/bin/sh", "-c", 'umask 0000 && exec "$0" "$@"']
-    assert openvpn["command"][3] == "openvpn"
+    # No umask wrapper (OpenVPN binds the socket under umask 0 anyway): it accepts the exporter's user only.
+    assert openvpn["command"] == ["openvpn"]
+    args = openvpn["args"]
+    assert args[args.index("--management-client-user") + 1] == "openvpn-exporter"
+    plain = openvpn_containers(pod_spec(render({"openvpn": {"management": {"enabled": True, "clientUser": ""}}})))
+    assert "--management-client-user" not in plain[0]["args"]
     config = exporter_config(manifests, spec)
     assert config["sources"] == [{"name": "udp", "management": "/run/openvpn/udp-management.sock", "protocol": "udp"}]
 
@@ -328,8 +358,40 @@ def test_user_config_secret_is_mounted(helm_bin: str) -> None:
     assert {"name": "openvpn-config", "mountPath": "/etc/openvpn", "readOnly": True} in openvpn["volumeMounts"]
 
 
-def test_disabled_chart_renders_nothing(helm_bin: str) -> None:
-    assert render({"enabled": False}) == []
+def test_workload_disabled_renders_monitoring_only(helm_bin: str) -> None:
+    assert render({"workload": {"enabled": False}}) == []
+    pods = {"app.kubernetes.io/name": "my-openvpn"}
+    monitoring = {
+        "workload": {"enabled": False},
+        "podMonitor": {"enabled": True, "selectorOverride": pods},
+        "prometheusRule": {"enabled": True},
+        "grafanaDashboard": {"enabled": True},
+    }
+    manifests = render(monitoring)
+    assert sorted(m["kind"] for m in manifests) == ["ConfigMap", "PodMonitor", "PrometheusRule"]
+    assert one(manifests, "ConfigMap")["metadata"]["name"].endswith("-dashboard")
+    monitor = one(manifests, "PodMonitor")
+    assert monitor["spec"]["selector"] == {"matchLabels": pods}
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["podMetricsEndpoints"][0]["path"] == "/prom"
+    # The alerts are scoped to what the PodMonitor scrapes: its job, <namespace>/<name>.
+    for rule in one(manifests, "PrometheusRule")["spec"]["groups"][0]["rules"]:
+        assert rule["expr"].endswith(' up{job="network/vpn-openvpn-exporter"}'), rule["expr"]
+    # A ServiceMonitor for someone else's metrics Service works the same way.
+    services = {"app": "my-openvpn-metrics"}
+    by_service = render(
+        {"workload": {"enabled": False}, "serviceMonitor": {"enabled": True, "selectorOverride": services}}
+    )
+    assert one(by_service, "ServiceMonitor")["spec"]["selector"] == {"matchLabels": services}
+    # Without a selector there is nothing to scrape: say which value to set.
+    assert "podMonitor.selectorOverride" in render_error(
+        {"workload": {"enabled": False}, "podMonitor": {"enabled": True}}
+    )
+    assert "serviceMonitor.selectorOverride" in render_error(
+        {"workload": {"enabled": False}, "serviceMonitor": {"enabled": True}}
+    )
+    no_scope = {"workload": {"enabled": False}, "prometheusRule": {"enabled": True}}
+    assert "prometheusRule.selector" in render_error(no_scope)
 
 
 def test_helm_test_hook_checks_metrics(helm_bin: str) -> None:
