@@ -300,6 +300,18 @@ Call with (dict "top" $ "values" $values "configMapName" "...").
   env:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- with $e.envFrom }}
+  envFrom:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- if $e.startupProbe.enabled }}
+  startupProbe:
+    httpGet:
+      path: /-/healthy
+      port: metrics
+      scheme: {{ $scheme }}
+    {{- toYaml (omit $e.startupProbe "enabled") | nindent 4 }}
+  {{- end }}
   {{- if $e.livenessProbe.enabled }}
   livenessProbe:
     httpGet:
@@ -339,6 +351,9 @@ Call with (dict "top" $ "values" $values "configMapName" "...").
     - name: openvpn-exporter-tls
       mountPath: {{ $e.webConfig.tls.mountPath }}
       readOnly: true
+    {{- end }}
+    {{- with $e.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
     {{- end }}
 {{- end }}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -315,9 +317,11 @@ def test_servicemonitor_fields(helm_bin: str) -> None:
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["network"]
     dashboard = one(manifests, "ConfigMap", "vpn-openvpn-exporter-dashboard")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
-    # The project's dashboard, byte for byte (tests/rules checks its metric names).
-    shipped = (CHART / "files" / "grafana-dashboard.json").read_text()
-    assert dashboard["data"]["openvpn-exporter.json"] == shipped.rstrip("\n")
+    # The project's dashboard (tests/rules checks its metric names), with a uid of this release's own.
+    shipped = json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
+    rendered = json.loads(dashboard["data"]["openvpn-exporter.json"])
+    assert {k: v for k, v in rendered.items() if k != "uid"} == {k: v for k, v in shipped.items() if k != "uid"}
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", rendered["uid"])
     assert not (CHART / "dashboards").exists()
 
 
