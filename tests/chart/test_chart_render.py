@@ -152,6 +152,9 @@ def test_security_context(helm_bin: str) -> None:
     test_pod = one(manifests, "Pod")
     assert_hardened(test_pod["spec"]["containers"][0]["securityContext"])
     assert test_pod["spec"]["automountServiceAccountToken"] is False
+    # seccomp RuntimeDefault everywhere: both pods, whatever a container's own context says.
+    for pod in (spec, test_pod["spec"]):
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
 
     exporter = container(spec, "openvpn-exporter")
     assert exporter["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
@@ -362,7 +365,7 @@ def test_user_config_secret_is_mounted(helm_bin: str) -> None:
     assert {"name": "openvpn-config", "mountPath": "/etc/openvpn", "readOnly": True} in openvpn["volumeMounts"]
 
 
-def test_workload_disabled_renders_monitoring_only(helm_bin: str) -> None:
+def test_workload_disabled_renders_monitoring_only(helm_bin: str, tmp_path: Path) -> None:
     assert render({"workload": {"enabled": False}}) == []
     pods = {"app.kubernetes.io/name": "my-openvpn"}
     monitoring = {
@@ -396,6 +399,9 @@ def test_workload_disabled_renders_monitoring_only(helm_bin: str) -> None:
     )
     no_scope = {"workload": {"enabled": False}, "prometheusRule": {"enabled": True}}
     assert "prometheusRule.selector" in render_error(no_scope)
+    notes = notes_text(monitoring, tmp_path)
+    assert "this release runs no OpenVPN" in notes
+    assert '{"app.kubernetes.io/name":"my-openvpn"}' in notes
 
 
 def test_helm_test_hook_checks_metrics(helm_bin: str) -> None:
