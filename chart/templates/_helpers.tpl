@@ -405,7 +405,7 @@ Call with (dict "top" $ "values" $values).
   args:
     - prepare
     - --mode={{ $e.prepare.fileMode }}
-    {{- with include "openvpn-exporter.fsGroup" (dict "top" .top "values" $v) }}
+    {{- with include "openvpn-exporter.fsGroup" . }}
     - --group={{ . }}
     {{- end }}
     {{- range $proto := splitList "," (include "openvpn-exporter.protocols" $v) }}

@@ -377,6 +377,11 @@ def test_workload_disabled_renders_monitoring_only(helm_bin: str, tmp_path: Path
     manifests = render(monitoring)
     assert sorted(m["kind"] for m in manifests) == ["ConfigMap", "PodMonitor", "PrometheusRule"]
     assert one(manifests, "ConfigMap")["metadata"]["name"].endswith("-dashboard")
+    from test_chart_lint_validate import validate_operator_object
+
+    for manifest in manifests:
+        if manifest["apiVersion"].startswith("monitoring.coreos.com/"):
+            validate_operator_object(manifest)
     monitor = one(manifests, "PodMonitor")
     assert monitor["spec"]["selector"] == {"matchLabels": pods}
     assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
