@@ -323,8 +323,10 @@ def test_servicemonitor_fields(helm_bin: str) -> None:
     # The project's dashboard (tests/rules checks its metric names), with a uid of this release's own.
     shipped = json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
     rendered = json.loads(dashboard["data"]["openvpn-exporter.json"])
-    assert {k: v for k, v in rendered.items() if k != "uid"} == {k: v for k, v in shipped.items() if k != "uid"}
+    own = ("uid", "title")
+    assert {k: v for k, v in rendered.items() if k not in own} == {k: v for k, v in shipped.items() if k not in own}
     assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", rendered["uid"])
+    assert rendered["title"] == "OpenVPN (network/vpn-openvpn-exporter)"
     assert not (CHART / "dashboards").exists()
 
 
