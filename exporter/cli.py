@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config
-from exporter.prepare import DEFAULT_MODE, PrepareError, parse_mode, prepare_file
+from exporter.prepare import DEFAULT_MODE, PrepareError, parse_group, parse_mode, prepare_file
 from exporter.webconfig import ServerConfig, WebConfig, WebConfigError, load_web_config, server_options
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ def build_prepare_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help="status files to create")
     parser.add_argument("--mode", default=f"{DEFAULT_MODE:04o}", help="file mode, octal (default 0644)")
+    parser.add_argument("--group", default="", help="numeric group to give the files to (the pod's fsGroup)")
     parser.add_argument("--config.file", dest="config_file", default="", metavar="FILE")
     return parser
 
@@ -135,6 +136,7 @@ def run_prepare(argv: Sequence[str]) -> int:
     args = build_prepare_parser().parse_args(argv)
     try:
         mode = parse_mode(args.mode)
+        group = parse_group(args.group) if args.group else None
         paths = list(args.paths)
         if not paths:
             if not args.config_file:
@@ -142,7 +144,7 @@ def run_prepare(argv: Sequence[str]) -> int:
             config = load_config(args.config_file)
             paths = [s.target for s in config.sources if s.kind == "file" and not any(c in s.target for c in "*?[")]
         for path in paths:
-            print(prepare_file(path, mode))
+            print(prepare_file(path, mode, group))
     except (PrepareError, ConfigError) as exc:
         return _fail(str(exc), 1)
     return 0

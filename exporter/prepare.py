@@ -1,8 +1,11 @@
 """`openvpn-exporter prepare`: make the status files readable before OpenVPN starts.
 
 OpenVPN creates a missing status file 0600 as its own user (normally root), which a non-root sidecar
-cannot read; it keeps the mode of a file that already exists. An init container running this from the
-exporter's image pre-creates the files, so the chart needs no extra image.
+cannot read; it keeps the mode and owner of a file that already exists. An init container running this
+from the exporter's image pre-creates the files, so the chart needs no extra image.
+
+With `--group` (the pod's fsGroup) and a mode such as 0660 the files are shared through that group: the
+exporter owns them and OpenVPN, root but in the group, writes them without CAP_DAC_OVERRIDE.
 """
 
 from __future__ import annotations
@@ -27,8 +30,36 @@ def parse_mode(text: str) -> int:
     return mode
 
 
-def prepare_file(path: str, mode: int) -> str:
-    """Create `path` empty with `mode`, or set `mode` on an existing file. Returns what was done."""
+def parse_group(text: str) -> int:
+    if not text.isdigit() or int(text) > 0xFFFFFFFE:
+        raise PrepareError(f"--group: {text!r} is not a numeric group id such as 65532")
+    return int(text)
+
+
+def set_group(path: str, group: int) -> str:
+    """Give `path` to `group`; a non-root owner may do so for a group it is a member of (no CAP_CHOWN)."""
+    st = os.lstat(path)
+    if st.st_gid == group:
+        return ""
+    try:
+        os.chown(path, -1, group)
+    except PermissionError:
+        raise PrepareError(
+            f"{path}: cannot give the file to group {group}: uid {os.getuid()} is not a member "
+            "(run the pod with this group as podSecurityContext.fsGroup or in supplementalGroups)"
+        ) from None
+    return f", group {group}"
+
+
+def prepare_file(path: str, mode: int, group: int | None = None) -> str:
+    """Create `path` empty with `mode` (and `group`), or set them on an existing file. Returns what was done."""
+    done = _prepare_mode(path, mode)
+    if group is not None:
+        done += set_group(path, group)
+    return done
+
+
+def _prepare_mode(path: str, mode: int) -> str:
     parent = os.path.dirname(path) or "."
     try:
         os.makedirs(parent, exist_ok=True)

@@ -38,6 +38,17 @@ app.kubernetes.io/part-of: openvpn-exporter
 {{- end }}
 {{- end }}
 
+{{/*
+Labels of the pod template: the selector labels and podLabels only. Nothing that changes with the chart
+version, so a chart upgrade that changes nothing in the pod does not restart OpenVPN (strategy Recreate).
+*/}}
+{{- define "openvpn-exporter.podLabels" -}}
+{{ include "openvpn-exporter.selectorLabels" . }}
+{{- with .Values.podLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{- define "openvpn-exporter.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "openvpn-exporter.fullname" .) .Values.serviceAccount.name }}
@@ -59,22 +70,41 @@ app.kubernetes.io/part-of: openvpn-exporter
 {{- end }}
 
 {{/*
-This chart's appVersion, spelled out because the sidecar templates also render inside other charts, whose
-.Chart is theirs (a test keeps it equal to Chart.yaml's appVersion).
+This chart's appVersion, the default tag of both images. The sidecar templates also render inside other
+charts, whose .Chart is theirs: there it is read from the dependency (.Subcharts, by chart name or by the
+"subchart" key of the call, for an alias), so there is one version source, Chart.yaml.
+Call with (dict "top" $ ["subchart" "<alias>"]).
 */}}
 {{- define "openvpn-exporter.appVersion" -}}
-1.0.0
+{{- $chart := .top.Chart }}
+{{- if ne $chart.Name "openvpn-exporter" }}
+{{- $name := default "openvpn-exporter" .subchart }}
+{{- $sub := index (default dict .top.Subcharts) $name }}
+{{- if not $sub }}
+{{- fail (printf "openvpn-exporter image tag: chart %s has no dependency %q; set exporter.image.tag or pass \"subchart\" (the dependency's alias) to the sidecar templates" $chart.Name $name) }}
+{{- end }}
+{{- $chart = $sub.Chart }}
+{{- end }}
+{{- $chart.AppVersion }}
 {{- end }}
 
 {{/*
-"repository:tag" or "repository@digest" from an image block; the tag defaults to this chart's appVersion.
-Call with (dict "image" .Values.exporter.image "top" $).
+"registry/repository:tag" or "registry/repository@digest" from an image block. global.imageRegistry, when
+set, replaces every image's registry (mirrors); an empty registry leaves the repository as it is. The tag
+defaults to this chart's appVersion.
+Call with (dict "image" .Values.exporter.image "top" $ ["subchart" "<alias>"]).
 */}}
 {{- define "openvpn-exporter.image" -}}
+{{- $global := default dict .top.Values.global }}
+{{- $registry := default .image.registry $global.imageRegistry }}
+{{- $repository := .image.repository }}
+{{- if $registry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" $registry) $repository }}
+{{- end }}
 {{- if .image.digest }}
-{{- printf "%s@%s" .image.repository .image.digest }}
+{{- printf "%s@%s" $repository .image.digest }}
 {{- else }}
-{{- printf "%s:%s" .image.repository (default (include "openvpn-exporter.appVersion" .top) .image.tag | toString) }}
+{{- printf "%s:%s" $repository (default (include "openvpn-exporter.appVersion" (dict "top" .top "subchart" .subchart)) (.image.tag | toString)) }}
 {{- end }}
 {{- end }}
 
@@ -121,6 +151,10 @@ Call with (dict "values" $values "proto" "udp").
 - --management
 - {{ include "openvpn-exporter.managementSocket" . | quote }}
 - unix
+{{- with .values.openvpn.management.clientUser }}
+- --management-client-user
+- {{ . | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -180,6 +214,46 @@ Call with (dict "values" $values "proto" "udp").
 {{- toYaml $cfg }}
 {{- end }}
 
+{{/*
+Refuse a web config that would render an invalid pod: TLS without its Secret, or a rendered web config
+with no Secret to hold it (another chart must include openvpn-exporter.sidecar.webConfigSecret and pass
+its name as "webConfigSecretName", or set existingSecret). Call with the sidecar's dict.
+*/}}
+{{- define "openvpn-exporter.sidecar.checkWebConfig" -}}
+{{- $w := .values.exporter.webConfig }}
+{{- if and $w.tls.enabled (not $w.tls.secretName) (not $w.existingSecret) }}
+{{- fail "exporter.webConfig.tls.enabled needs exporter.webConfig.tls.secretName (a kubernetes.io/tls Secret)" }}
+{{- end }}
+{{- if not (or $w.existingSecret .webConfigSecretName) }}
+{{- fail "exporter.webConfig: set exporter.webConfig.existingSecret, or include openvpn-exporter.sidecar.webConfigSecret and pass its name as \"webConfigSecretName\" to the sidecar templates" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret holding the web config rendered from values (TLS settings, basic auth hashes), for this chart
+and for another chart that includes the sidecar. Renders nothing when there is no web config or an
+existingSecret holds it. Call with (dict "top" $ "values" $values "webConfigSecretName" "...").
+*/}}
+{{- define "openvpn-exporter.sidecar.webConfigSecret" -}}
+{{- $w := .values.exporter.webConfig }}
+{{- if and (include "openvpn-exporter.webConfigEnabled" .values) (not $w.existingSecret) }}
+{{- include "openvpn-exporter.sidecar.checkWebConfig" . }}
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ .webConfigSecretName }}
+  namespace: {{ default .top.Release.Namespace .namespace }}
+  {{- with .labels }}
+  labels:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+type: Opaque
+stringData:
+  {{ $w.key }}: |
+    {{- include "openvpn-exporter.webConfig" .values | nindent 4 }}
+{{- end }}
+{{- end }}
+
 {{/* The path the ServiceMonitor scrapes (/prom by default). Call with the values tree. */}}
 {{- define "openvpn-exporter.scrapePath" -}}
 {{- default .exporter.telemetryPath .serviceMonitor.path }}
@@ -200,7 +274,7 @@ Call with (dict "top" $ "values" $values "configMapName" "...").
 {{- $e := $v.exporter }}
 {{- $scheme := upper (include "openvpn-exporter.scheme" $v) }}
 - name: openvpn-exporter
-  image: {{ include "openvpn-exporter.image" (dict "image" $e.image "top" .top) | quote }}
+  image: {{ include "openvpn-exporter.image" (dict "image" $e.image "top" .top "subchart" .subchart) | quote }}
   imagePullPolicy: {{ $e.image.pullPolicy }}
   {{- if $e.nativeSidecar }}
   restartPolicy: Always
@@ -225,6 +299,18 @@ Call with (dict "top" $ "values" $values "configMapName" "...").
   {{- with $e.env }}
   env:
     {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $e.envFrom }}
+  envFrom:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- if $e.startupProbe.enabled }}
+  startupProbe:
+    httpGet:
+      path: /-/healthy
+      port: metrics
+      scheme: {{ $scheme }}
+    {{- toYaml (omit $e.startupProbe "enabled") | nindent 4 }}
   {{- end }}
   {{- if $e.livenessProbe.enabled }}
   livenessProbe:
@@ -266,24 +352,62 @@ Call with (dict "top" $ "values" $values "configMapName" "...").
       mountPath: {{ $e.webConfig.tls.mountPath }}
       readOnly: true
     {{- end }}
+    {{- with $e.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end }}
 
 {{/*
-The init container that pre-creates the status files (mode exporter.prepare.fileMode) in the shared
-volume, so OpenVPN (root, umask 022 would make them 0600) writes into files the non-root exporter can read.
+The pod's fsGroup, through which OpenVPN and the exporter share files: this chart's podSecurityContext,
+or in another chart the "fsGroup" key of the call. Call with (dict "top" $ "values" $values ["fsGroup" N]).
+*/}}
+{{- define "openvpn-exporter.fsGroup" -}}
+{{- if hasKey . "fsGroup" }}{{ with .fsGroup }}{{ . }}{{ end }}
+{{- else }}{{ with .values.podSecurityContext }}{{ with .fsGroup }}{{ . }}{{ end }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Effective capabilities of a container securityContext, as the container runtimes (containerd, CRI-O,
+Docker) compute them: their default set, minus drop (ALL empties it), plus add; names without "CAP_".
+A privileged container has them all ("ALL"). As a comma-separated list.
+*/}}
+{{- define "openvpn-exporter.effectiveCapabilities" -}}
+{{- $sc := default dict . }}
+{{- $c := default dict $sc.capabilities }}
+{{- if or $sc.privileged (has "ALL" (default list $c.add)) }}ALL{{ else }}
+{{- $caps := list "AUDIT_WRITE" "CHOWN" "DAC_OVERRIDE" "FOWNER" "FSETID" "KILL" "MKNOD" "NET_BIND_SERVICE" "NET_RAW" "SETFCAP" "SETGID" "SETPCAP" "SETUID" "SYS_CHROOT" }}
+{{- range default list $c.drop }}
+{{- $name := upper . | trimPrefix "CAP_" }}
+{{- if eq $name "ALL" }}{{ $caps = list }}{{ else }}{{ $caps = without $caps $name }}{{ end }}
+{{- end }}
+{{- range default list $c.add }}
+{{- $caps = append $caps (upper . | trimPrefix "CAP_") }}
+{{- end }}
+{{- join "," (uniq $caps) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The init container that pre-creates the status files (mode exporter.prepare.fileMode, group fsGroup) in
+the shared volume, so OpenVPN (root, umask 022 would make them 0600) writes into files the non-root
+exporter owns, through the group.
 Call with (dict "top" $ "values" $values).
 */}}
 {{- define "openvpn-exporter.sidecar.prepareContainer" -}}
 {{- $v := .values }}
 {{- $e := $v.exporter }}
 - name: openvpn-exporter-prepare
-  image: {{ include "openvpn-exporter.image" (dict "image" $e.image "top" .top) | quote }}
+  image: {{ include "openvpn-exporter.image" (dict "image" $e.image "top" .top "subchart" .subchart) | quote }}
   imagePullPolicy: {{ $e.image.pullPolicy }}
   command:
     - openvpn-exporter
   args:
     - prepare
     - --mode={{ $e.prepare.fileMode }}
+    {{- with include "openvpn-exporter.fsGroup" . }}
+    - --group={{ . }}
+    {{- end }}
     {{- range $proto := splitList "," (include "openvpn-exporter.protocols" $v) }}
     - {{ include "openvpn-exporter.statusFile" (dict "values" $v "proto" $proto) }}
     {{- end }}
@@ -333,6 +457,7 @@ Call with (dict "top" $ "values" $values "configMapName" "..." "webConfigSecretN
   configMap:
     name: {{ .configMapName }}
 {{- if include "openvpn-exporter.webConfigEnabled" $v }}
+{{- include "openvpn-exporter.sidecar.checkWebConfig" . }}
 - name: openvpn-exporter-web-config
   secret:
     secretName: {{ default .webConfigSecretName $e.webConfig.existingSecret }}
@@ -341,5 +466,69 @@ Call with (dict "top" $ "values" $values "configMapName" "..." "webConfigSecretN
 - name: openvpn-exporter-tls
   secret:
     secretName: {{ $e.webConfig.tls.secretName }}
+{{- end }}
+{{- end }}
+
+{{/*
+=====================================================================================================
+Monitoring: the ServiceMonitor and the PodMonitor share these (the fields of node-exporter's
+prometheus.monitor). Call with (dict "top" $ "monitor" .Values.serviceMonitor).
+=====================================================================================================
+*/}}
+
+{{/* The release namespace, or namespaceOverride. */}}
+{{- define "openvpn-exporter.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride }}
+{{- end }}
+
+{{/* Spec fields before the selector: job label, target labels, limits, metadata, namespaces. */}}
+{{- define "openvpn-exporter.monitorSpec" -}}
+{{- $m := .monitor }}
+{{- with $m.jobLabel }}
+jobLabel: {{ . }}
+{{- end }}
+{{- with $m.podTargetLabels }}
+podTargetLabels:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- range $key := list "sampleLimit" "targetLimit" "labelLimit" "labelNameLengthLimit" "labelValueLengthLimit" }}
+{{- with index $m $key }}
+{{ $key }}: {{ . }}
+{{- end }}
+{{- end }}
+{{- with $m.attachMetadata }}
+attachMetadata:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+namespaceSelector:
+  {{- with $m.namespaceSelector }}
+  {{- toYaml . | nindent 2 }}
+  {{- else }}
+  matchNames:
+    - {{ include "openvpn-exporter.namespace" .top }}
+  {{- end }}
+{{- end }}
+
+{{/* Endpoint fields after the port: path, scheme, timing, auth, relabelling. */}}
+{{- define "openvpn-exporter.monitorEndpoint" -}}
+{{- $m := .monitor }}
+{{- $values := .top.Values }}
+path: {{ default $values.exporter.telemetryPath $m.path }}
+scheme: {{ default (include "openvpn-exporter.scheme" $values) $m.scheme }}
+{{- with $m.interval }}
+interval: {{ . }}
+{{- end }}
+{{- with $m.scrapeTimeout }}
+scrapeTimeout: {{ . }}
+{{- end }}
+honorLabels: {{ $m.honorLabels }}
+{{- with $m.proxyUrl }}
+proxyUrl: {{ . }}
+{{- end }}
+{{- range $key := list "tlsConfig" "basicAuth" "authorization" "relabelings" "metricRelabelings" }}
+{{- with index $m $key }}
+{{ $key }}:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 {{- end }}

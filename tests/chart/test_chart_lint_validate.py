@@ -124,7 +124,8 @@ def _prometheus_operator_models() -> Any:
 
 def validate_operator_object(manifest: Manifest) -> None:
     v1 = _prometheus_operator_models()
-    model = {"ServiceMonitor": v1.ServiceMonitor, "PrometheusRule": v1.PrometheusRule}[manifest["kind"]]
+    models = {"ServiceMonitor": v1.ServiceMonitor, "PodMonitor": v1.PodMonitor, "PrometheusRule": v1.PrometheusRule}
+    model = models[manifest["kind"]]
     parsed = model.model_validate(manifest)
     dumped = parsed.model_dump(by_alias=True, exclude_unset=True, mode="json")
     unknown = _unknown_fields(manifest, dumped)
@@ -133,8 +134,9 @@ def validate_operator_object(manifest: Manifest) -> None:
 
 def test_operator_objects_match_the_crd_models(scenario: Path, helm_bin: str) -> None:
     manifests = render(files=[scenario])
-    for manifest in objects(manifests, "ServiceMonitor") + objects(manifests, "PrometheusRule"):
-        validate_operator_object(manifest)
+    for kind in ("ServiceMonitor", "PodMonitor", "PrometheusRule"):
+        for manifest in objects(manifests, kind):
+            validate_operator_object(manifest)
 
 
 def test_operator_models_reject_a_bad_servicemonitor(helm_bin: str) -> None:
@@ -166,7 +168,13 @@ def promtool() -> str:
 
 RULES_FILE = CHART / "files" / "prometheus-rules.yaml"
 FILE_ALERTS = ["OpenVPNDown", "OpenVPNStatusStale", "OpenVPNStatusReadErrors", "OpenVPNSessionsDropped"]
-SCOPE = 'and on (instance) up{namespace="network", service="vpn-openvpn-exporter-metrics"}'
+SELECTOR = 'up{namespace="network", service="vpn-openvpn-exporter-metrics"}'
+# Alerts about a release as a whole carry its namespace and job, not an instance of it.
+SCOPE_BY = {"OpenVPNSessionsDropped": "namespace, job"}
+
+
+def scope(alert: str, selector: str = SELECTOR) -> str:
+    return f"and on ({SCOPE_BY.get(alert, 'instance')}) {selector}"
 
 
 def file_rules() -> list[dict[str, Any]]:
@@ -190,11 +198,12 @@ def test_prometheus_rule_is_the_rules_file_scoped_to_this_release(helm_bin: str)
     rendered = group["rules"]
     assert [r["alert"] for r in file_rules()] == [r["alert"] for r in rendered] == FILE_ALERTS
     for original, scoped in zip(file_rules(), rendered, strict=True):
-        assert scoped["expr"] == f"({original['expr'].strip()}) {SCOPE}"
+        assert scoped["expr"] == f"({original['expr'].strip()}) {scope(original['alert'])}"
         assert {k: v for k, v in scoped.items() if k != "expr"} == {k: v for k, v in original.items() if k != "expr"}
     # A custom selector replaces the default one verbatim.
     custom = one(render({"prometheusRule": {"enabled": True, "selector": 'job="vpn"'}}), "PrometheusRule")
-    assert all(r["expr"].endswith(' and on (instance) up{job="vpn"}') for r in custom["spec"]["groups"][0]["rules"])
+    for rule in custom["spec"]["groups"][0]["rules"]:
+        assert rule["expr"].endswith(" " + scope(rule["alert"], 'up{job="vpn"}'))
 
 
 def test_prometheus_rule_disabled_alerts_and_additional_rules(helm_bin: str) -> None:
@@ -230,8 +239,15 @@ def test_prometheus_rules_fire_on_this_release_only(tmp_path: Path, helm_bin: st
     for this release; another exporter in the same Prometheus with the same failures fires nothing."""
     rules = prometheus_rule_file(tmp_path, {"prometheusRule": {"enabled": True}})
     mine = "10.0.0.5:9234"
-    mine_labels = {"namespace": "network", "service": "vpn-openvpn-exporter-metrics", "pod": "vpn-0", "instance": mine}
-    other_labels = {"namespace": "other", "service": "other-metrics", "pod": "x-0", "instance": "10.0.9.9:9234"}
+    job = "vpn-openvpn-exporter-metrics"
+    mine_labels = {"namespace": "network", "service": job, "job": job, "pod": "vpn-0", "instance": mine}
+    other_labels = {
+        "namespace": "other",
+        "service": "other-metrics",
+        "job": "other-metrics",
+        "pod": "x-0",
+        "instance": "10.0.9.9:9234",
+    }
     input_series = []
     for labels in (mine_labels, other_labels):
         input_series += [
@@ -254,7 +270,7 @@ def test_prometheus_rules_fire_on_this_release_only(tmp_path: Path, helm_bin: st
         "or the exporter cannot read its status file or socket."
     )
     errors = f"{mine} failed to read source udp 20 times in 10 minutes (reason: torn)."
-    dropped = f"{mine} has 10 sessions, less than half of what it had 10 minutes ago."
+    dropped = f"{job} has 10 sessions, less than half of what it had 10 minutes ago."
     cases = [
         ("4m", "OpenVPNDown", []),
         ("9m", "OpenVPNDown", [_alert({"severity": "critical", **mine_labels, "version": "2.6.14"},
@@ -266,8 +282,9 @@ def test_prometheus_rules_fire_on_this_release_only(tmp_path: Path, helm_bin: st
                                                     "reason": "torn"},
                                                    {"summary": "Read errors on OpenVPN status source udp",
                                                     "description": errors})]),
-        ("13m", "OpenVPNSessionsDropped", [_alert({"severity": "warning", **mine_labels},
-                                                  {"summary": f"OpenVPN sessions dropped by more than half on {mine}",
+        ("13m", "OpenVPNSessionsDropped", [_alert({"severity": "warning", "namespace": "network", "job": job,
+                                                   "instance": job},
+                                                  {"summary": f"OpenVPN sessions dropped by more than half on {job}",
                                                    "description": dropped})]),
     ]  # fmt: skip
     tests = {
@@ -290,7 +307,7 @@ def test_prometheus_rules_fire_on_this_release_only(tmp_path: Path, helm_bin: st
     # The same input without the scope fires for the other exporter too: the scope is what keeps it out.
     unscoped = yaml.safe_load(rules.read_text())
     for rule in unscoped["groups"][0]["rules"]:
-        rule["expr"] = rule["expr"].removesuffix(" " + SCOPE)
+        rule["expr"] = rule["expr"].removesuffix(" " + scope(rule["alert"]))
     rules.write_text(yaml.safe_dump(unscoped))
     result = subprocess.run([promtool(), "test", "rules", str(path)], capture_output=True, text=True)
     output = result.stdout + result.stderr
@@ -299,3 +316,4 @@ def test_prometheus_rules_fire_on_this_release_only(tmp_path: Path, helm_bin: st
     for name in FILE_ALERTS:
         assert f"alertname: {name}," in output, output
     assert "10.0.9.9:9234" in output, output
+    assert 'job="other-metrics"' in output, output

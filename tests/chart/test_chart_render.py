@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +77,7 @@ def test_containers_share_the_volume_and_agree_on_status_paths(scenario: Path, h
     prepared = {a for a in prepare["args"] if a.startswith("/")}
     assert prepared == written
     assert prepare["args"][0] == "prepare"
-    assert flag(prepare["args"], "--mode") == "0644"
+    assert flag(prepare["args"], "--mode") == "0660"
 
     management = {s["management"] for s in config.get("sources", []) if "management" in s}
     if management:
@@ -150,6 +152,9 @@ def test_security_context(helm_bin: str) -> None:
     test_pod = one(manifests, "Pod")
     assert_hardened(test_pod["spec"]["containers"][0]["securityContext"])
     assert test_pod["spec"]["automountServiceAccountToken"] is False
+    # seccomp RuntimeDefault everywhere: both pods, whatever a container's own context says.
+    for pod in (spec, test_pod["spec"]):
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
 
     exporter = container(spec, "openvpn-exporter")
     assert exporter["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
@@ -158,21 +163,48 @@ def test_security_context(helm_bin: str) -> None:
     shared = next(m for m in exporter["volumeMounts"] if m["mountPath"] == "/run/openvpn")
     assert shared["readOnly"] is True
 
-    # OpenVPN: root with NET_ADMIN and /dev/net/tun; it keeps CAP_DAC_OVERRIDE to write the status file
-    # the init container created (owned by 65532).
+    # OpenVPN: root with NET_ADMIN only and /dev/net/tun; it writes the status files through the fsGroup.
     [openvpn] = openvpn_containers(spec)
-    capabilities = openvpn["securityContext"]["capabilities"]
-    assert "NET_ADMIN" in capabilities["add"]
-    assert not {"ALL", "DAC_OVERRIDE", "CAP_DAC_OVERRIDE"} & set(capabilities.get("drop", []))
+    assert openvpn["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN"]}
+    assert openvpn["securityContext"]["allowPrivilegeEscalation"] is False
     assert any(m["mountPath"] == "/dev/net/tun" for m in openvpn["volumeMounts"])
     tun = next(v for v in spec["volumes"] if v["name"] == "dev-net-tun")
     assert tun["hostPath"] == {"path": "/dev/net/tun", "type": "CharDevice"}
+    # Pod level: seccomp for every container, and the group the shared files belong to.
+    assert spec["securityContext"] == {"fsGroup": EXPORTER_UID, "seccompProfile": {"type": "RuntimeDefault"}}
+    prepare = container(spec, "openvpn-exporter-prepare")
+    assert flag(prepare["args"], "--mode") == "0660"
+    assert flag(prepare["args"], "--group") == str(EXPORTER_UID)
 
 
-def test_openvpn_must_keep_dac_override(helm_bin: str) -> None:
-    for drop in (["ALL"], ["DAC_OVERRIDE"]):
-        message = render_error({"openvpn": {"securityContext": {"capabilities": {"add": ["NET_ADMIN"], "drop": drop}}}})
-        assert "DAC_OVERRIDE" in message
+def caps_values(add: list[str], drop: list[str], **pod: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {"openvpn": {"securityContext": {"capabilities": {"add": add, "drop": drop}}}}
+    if pod:
+        values["podSecurityContext"] = pod
+    return values
+
+
+def test_guard_checks_effective_capabilities(helm_bin: str) -> None:
+    # Accepted: drop ALL + add NET_ADMIN (either spelling), the runtime default plus NET_ADMIN, privileged.
+    for add, drop in ((["NET_ADMIN"], ["ALL"]), (["CAP_NET_ADMIN"], ["all"]), (["NET_ADMIN"], [])):
+        render(caps_values(add, drop))
+    render({"openvpn": {"securityContext": {"privileged": True}}})
+    render(caps_values(["NET_ADMIN"], ["NET_ADMIN"]))  # containerd and CRI-O apply add after drop
+    # Refused: NET_ADMIN dropped or never added, whatever the other words say.
+    for add, drop in (([], ["ALL"]), ([], ["NET_ADMIN"]), (["DAC_OVERRIDE"], ["ALL"])):
+        assert "OpenVPN needs NET_ADMIN" in render_error(caps_values(add, drop))
+    # Without an fsGroup OpenVPN can write the exporter's files only with DAC_OVERRIDE.
+    no_group = {"podSecurityContext": {"fsGroup": None}}
+    message = render_error({**caps_values(["NET_ADMIN"], ["ALL"]), **no_group})
+    assert "podSecurityContext.fsGroup" in message
+    spec = pod_spec(render({**caps_values(["NET_ADMIN", "DAC_OVERRIDE"], ["ALL"]), **no_group}))
+    assert flag(container(spec, "openvpn-exporter-prepare")["args"], "--group") is None
+    assert "fsGroup" in render_error(
+        {
+            "podSecurityContext": {"fsGroup": None},
+            "openvpn": {"management": {"enabled": True}, "securityContext": {"privileged": True}},
+        }
+    )
 
 
 def test_resources_and_probes_are_settable(helm_bin: str) -> None:
@@ -193,21 +225,11 @@ def test_resources_and_probes_are_settable(helm_bin: str) -> None:
     assert exporter["readinessProbe"]["periodSeconds"] == 30
 
 
-def checksum(values: dict[str, Any] | None = None) -> str:
-    annotations = one(render(values), "Deployment")["spec"]["template"]["metadata"]["annotations"]
-    value: str = annotations["checksum/config"]
-    return value
-
-
-def test_checksum_follows_the_config(helm_bin: str) -> None:
-    base = checksum()
-    assert len(base) == 64
-    assert checksum({"exporter": {"config": {"serverName": "vpn-eu-1"}}}) != base
-    assert checksum({"exporter": {"config": {"staleAfter": "5m"}}}) != base
-    assert checksum({"openvpn": {"tcp": {"enabled": True}}}) != base
-    # Values that do not change exporter.yaml do not roll the pod.
-    assert checksum({"exporter": {"resources": {"limits": {"memory": "1Gi"}}}}) == base
-    assert checksum({"replicaCount": 2}) == base
+def test_no_checksum_of_exporter_config(helm_bin: str) -> None:
+    """exporter.yaml is reloaded in place (the ConfigMap is mounted without subPath): no annotation hashes it,
+    so changing it never restarts OpenVPN. tests/chart/test_chart_upgrades.py compares whole pod templates."""
+    template = one(render({"podAnnotations": {"a": "b"}}), "Deployment")["spec"]["template"]
+    assert template["metadata"]["annotations"] == {"a": "b"}
 
 
 def test_web_config_checksum_and_args(helm_bin: str) -> None:
@@ -268,9 +290,12 @@ def test_management_socket_mode(helm_bin: str) -> None:
     manifests = render({"openvpn": {"management": {"enabled": True}}})
     spec = pod_spec(manifests)
     [openvpn] = openvpn_containers(spec)
-    # OpenVPN runs through sh with a umask so the non-root exporter can connect to the socket.
-    assert openvpn["command"][:3] == ["/bin/sh", "-c", 'umask 0000 && exec "$0" "$@"']
-    assert openvpn["command"][3] == "openvpn"
+    # No umask wrapper (OpenVPN binds the socket under umask 0 anyway): it accepts the exporter's user only.
+    assert openvpn["command"] == ["openvpn"]
+    args = openvpn["args"]
+    assert args[args.index("--management-client-user") + 1] == "openvpn-exporter"
+    plain = openvpn_containers(pod_spec(render({"openvpn": {"management": {"enabled": True, "clientUser": ""}}})))
+    assert "--management-client-user" not in plain[0]["args"]
     config = exporter_config(manifests, spec)
     assert config["sources"] == [{"name": "udp", "management": "/run/openvpn/udp-management.sock", "protocol": "udp"}]
 
@@ -295,9 +320,13 @@ def test_servicemonitor_fields(helm_bin: str) -> None:
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["network"]
     dashboard = one(manifests, "ConfigMap", "vpn-openvpn-exporter-dashboard")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
-    # The project's dashboard, byte for byte (tests/rules checks its metric names).
-    shipped = (CHART / "files" / "grafana-dashboard.json").read_text()
-    assert dashboard["data"]["openvpn-exporter.json"] == shipped.rstrip("\n")
+    # The project's dashboard (tests/rules checks its metric names), with a uid of this release's own.
+    shipped = json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
+    rendered = json.loads(dashboard["data"]["openvpn-exporter.json"])
+    own = ("uid", "title")
+    assert {k: v for k, v in rendered.items() if k not in own} == {k: v for k, v in shipped.items() if k not in own}
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", rendered["uid"])
+    assert rendered["title"] == "OpenVPN (network/vpn-openvpn-exporter)"
     assert not (CHART / "dashboards").exists()
 
 
@@ -338,8 +367,48 @@ def test_user_config_secret_is_mounted(helm_bin: str) -> None:
     assert {"name": "openvpn-config", "mountPath": "/etc/openvpn", "readOnly": True} in openvpn["volumeMounts"]
 
 
-def test_disabled_chart_renders_nothing(helm_bin: str) -> None:
-    assert render({"enabled": False}) == []
+def test_workload_disabled_renders_monitoring_only(helm_bin: str, tmp_path: Path) -> None:
+    assert render({"workload": {"enabled": False}}) == []
+    pods = {"app.kubernetes.io/name": "my-openvpn"}
+    monitoring = {
+        "workload": {"enabled": False},
+        "podMonitor": {"enabled": True, "selectorOverride": pods},
+        "prometheusRule": {"enabled": True},
+        "grafanaDashboard": {"enabled": True},
+    }
+    manifests = render(monitoring)
+    assert sorted(m["kind"] for m in manifests) == ["ConfigMap", "PodMonitor", "PrometheusRule"]
+    assert one(manifests, "ConfigMap")["metadata"]["name"].endswith("-dashboard")
+    from test_chart_lint_validate import validate_operator_object
+
+    for manifest in manifests:
+        if manifest["apiVersion"].startswith("monitoring.coreos.com/"):
+            validate_operator_object(manifest)
+    monitor = one(manifests, "PodMonitor")
+    assert monitor["spec"]["selector"] == {"matchLabels": pods}
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["podMetricsEndpoints"][0]["path"] == "/prom"
+    # The alerts are scoped to what the PodMonitor scrapes: its job, <namespace>/<name>.
+    for rule in one(manifests, "PrometheusRule")["spec"]["groups"][0]["rules"]:
+        assert rule["expr"].endswith(' up{job="network/vpn-openvpn-exporter"}'), rule["expr"]
+    # A ServiceMonitor for someone else's metrics Service works the same way.
+    services = {"app": "my-openvpn-metrics"}
+    by_service = render(
+        {"workload": {"enabled": False}, "serviceMonitor": {"enabled": True, "selectorOverride": services}}
+    )
+    assert one(by_service, "ServiceMonitor")["spec"]["selector"] == {"matchLabels": services}
+    # Without a selector there is nothing to scrape: say which value to set.
+    assert "podMonitor.selectorOverride" in render_error(
+        {"workload": {"enabled": False}, "podMonitor": {"enabled": True}}
+    )
+    assert "serviceMonitor.selectorOverride" in render_error(
+        {"workload": {"enabled": False}, "serviceMonitor": {"enabled": True}}
+    )
+    no_scope = {"workload": {"enabled": False}, "prometheusRule": {"enabled": True}}
+    assert "prometheusRule.selector" in render_error(no_scope)
+    notes = notes_text(monitoring, tmp_path)
+    assert "this release runs no OpenVPN" in notes
+    assert '{"app.kubernetes.io/name":"my-openvpn"}' in notes
 
 
 def test_helm_test_hook_checks_metrics(helm_bin: str) -> None:

@@ -159,10 +159,12 @@ def test_rendered_pod_runs_against_real_status_files(
     for path in status_paths:
         proto = Path(path).stem
         target = Path(local(path))
-        assert stat.S_IMODE(target.stat().st_mode) == 0o644
+        # Shared through the pod's fsGroup: owner and group may write, nobody else reads client addresses.
+        fs_group = spec["securityContext"]["fsGroup"]
+        assert (target.stat().st_gid, stat.S_IMODE(target.stat().st_mode)) == (fs_group, 0o660)
         with target.open("r+") as handle:
             handle.write(fresh_status(STATUS_FIXTURES[proto]))
-        assert stat.S_IMODE(target.stat().st_mode) == 0o644
+        assert stat.S_IMODE(target.stat().st_mode) == 0o660
         got_in, got_out, count = expected_from_fixture(STATUS_FIXTURES[proto], proto)
         expected_in += got_in
         expected_out += got_out

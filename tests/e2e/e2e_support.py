@@ -274,7 +274,7 @@ def helm_values(
     ovpn_repo, ovpn_tag = split_image(openvpn_image)
     return {
         "openvpn": {
-            "image": {"repository": ovpn_repo, "tag": ovpn_tag, "pullPolicy": "Never"},
+            "image": {"registry": "", "repository": ovpn_repo, "tag": ovpn_tag, "pullPolicy": "Never"},
             "config": {"existingSecret": server_secret_name, "file": SERVER_CONFIG_KEY},
             "statusInterval": STATUS_INTERVAL,
             "udp": {"enabled": True, "port": vpn_port},
@@ -282,7 +282,7 @@ def helm_values(
             "mountTunDevice": True,
         },
         "exporter": {
-            "image": {"repository": exp_repo, "tag": exp_tag, "pullPolicy": "Never"},
+            "image": {"registry": "", "repository": exp_repo, "tag": exp_tag, "pullPolicy": "Never"},
             "config": {"serverName": server_name, "staleAfter": 60},
         },
         "service": {"type": "ClusterIP", "ports": {"udp": vpn_port}},

@@ -188,8 +188,9 @@ def test_helm_test_passes(e2e_env: E2EEnv) -> None:
     assert result.returncode == 0, f"helm test failed:\n{result.stdout}\n{result.stderr}"
 
 
-def test_helm_upgrade_rolls_pod_and_applies_config(kube: Kube, e2e_env: E2EEnv) -> None:
-    """Changing exporter.yaml through values rolls the pod (checksum annotation) and takes effect."""
+def test_helm_upgrade_applies_config_without_restarting_openvpn(kube: Kube, e2e_env: E2EEnv) -> None:
+    """Changing exporter.yaml through values keeps the pod (no checksum of it in the pod template): kubelet
+    updates the ConfigMap volume, the exporter reloads it in place, and the client's session stays up."""
     before = {p.metadata.uid for p in _release_pods(kube, e2e_env)}
     assert before
     new_name = "e2e-upgraded-server"
@@ -208,17 +209,11 @@ def test_helm_upgrade_rolls_pod_and_applies_config(kube: Kube, e2e_env: E2EEnv) 
         timeout=400,
     )
     assert result.returncode == 0, f"helm upgrade failed:\n{result.stdout}\n{result.stderr}"
-
-    def rolled() -> list[Any] | None:
-        pods = _release_pods(kube, e2e_env)
-        fresh = [p for p in pods if p.metadata.uid not in before]
-        return fresh if fresh and len(fresh) == len(pods) and all(_ready(p) for p in fresh) else None
-
-    wait_for("a new, Ready pod after the upgrade", rolled, e2e_env.timeout)
-    # The client reconnects to the new OpenVPN pod by itself (connect-retry); the new name shows in its row.
+    # kubelet syncs a ConfigMap volume within about a minute; the exporter then reloads without a restart.
     row = wait_for(
         f"the client's row with server={new_name!r}",
         lambda: _client_session(kube, e2e_env, server_name=new_name),
         e2e_env.timeout,
     )
     assert row["remoteid"] == e2e_env.client_cn
+    assert {p.metadata.uid for p in _release_pods(kube, e2e_env)} == before, "the upgrade restarted the pod"

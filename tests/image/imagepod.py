@@ -38,6 +38,12 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # Every container this suite starts carries this label, so leftovers of a killed run can be found.
 POD_LABEL = "org.openvpn-exporter.test=image-pod"
 EXPORTER_UID = 65532
+# The pod's fsGroup (the chart's default): kubelet puts every container in it and makes the emptyDir
+# group-owned and setgid; OpenVPN writes the exporter's status files through it, without DAC_OVERRIDE.
+FS_GROUP = 65532
+# What OpenVPN runs with, as the chart's default securityContext: nothing but NET_ADMIN.
+OPENVPN_CAPS = ["--cap-drop", "ALL", "--cap-add", "NET_ADMIN", "--security-opt", "no-new-privileges"]
+MANAGEMENT_SOCKET = "/run/openvpn/udp-management.sock"
 METRICS_PORT = 9234
 VPN_SUBNET = ipaddress.ip_network("10.213.0.0/24")
 CLIENT_CN = "pod-client"
@@ -316,10 +322,12 @@ def pod(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Ite
     exporter_yaml.write_text(EXPORTER_YAML)
     exporter_yaml.chmod(0o644)
     # The emptyDir: a host directory that outlives every container of the pod (a docker tmpfs volume
-    # would vanish when the init container exits). emptyDirs are world-writable, like this one.
+    # would vanish when the init container exits). World-writable, and with an fsGroup kubelet gives it
+    # to that group with the setgid bit, as here.
     status_dir = base / "run-openvpn"
     status_dir.mkdir()
-    status_dir.chmod(0o777)
+    os.chown(status_dir, 0, FS_GROUP)
+    status_dir.chmod(0o2777)
 
     prefix = f"ovpnexp-pod-{secrets.token_hex(3)}"
     server, exporter, client = f"{prefix}-server", f"{prefix}-exporter", f"{prefix}-client"
@@ -330,22 +338,26 @@ def pod(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Ite
         init = docker(
             "run", "--rm", *common, "--name", f"{prefix}-init",
             "--network", "none", "--read-only", "--user", f"{EXPORTER_UID}:{EXPORTER_UID}",
-            "--cap-drop", "ALL",
+            "--cap-drop", "ALL", "--group-add", str(FS_GROUP),
             "--volume", f"{status_dir}:/run/openvpn",
             images["exporter"],
-            "prepare", "--mode=0644", "/run/openvpn/udp.status", "/run/openvpn/tcp.status",
+            "prepare", "--mode=0660", f"--group={FS_GROUP}", "/run/openvpn/udp.status", "/run/openvpn/tcp.status",
             check=False,
         )  # fmt: skip
         if init.returncode != 0:
             raise AssertionError(f"init container (prepare) exited {init.returncode}: {init.stderr.strip()}")
 
         started.append(server)
+        # As the chart starts it: NET_ADMIN only, in the fsGroup, the management socket open to the
+        # exporter's user only.
         docker(
             "run", "--detach", *common, "--name", server,
-            "--network", "none", "--cap-add", "NET_ADMIN", "--device", "/dev/net/tun",
+            "--network", "none", *OPENVPN_CAPS, "--group-add", str(FS_GROUP), "--device", "/dev/net/tun",
             "--volume", f"{pki.server_dir}:/etc/openvpn/config:ro",
             "--volume", f"{status_dir}:/run/openvpn",
             images["openvpn"],
+            "--config", "/etc/openvpn/config/openvpn.conf",
+            "--management", MANAGEMENT_SOCKET, "unix", "--management-client-user", "openvpn-exporter",
         )  # fmt: skip
         wait_for("the OpenVPN server to initialise", lambda: _log_has(server, "Initialization Sequence Completed"))
         server_pid = int(inspect(server)["State"]["Pid"])
@@ -361,7 +373,7 @@ def pod(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Ite
             "run", "--detach", *common, "--name", exporter,
             "--network", f"container:{server}",
             "--read-only", "--user", f"{EXPORTER_UID}:{EXPORTER_UID}", "--cap-drop", "ALL",
-            "--security-opt", "no-new-privileges",
+            "--group-add", str(FS_GROUP), "--security-opt", "no-new-privileges",
             "--volume", f"{status_dir}:/run/openvpn:ro",
             "--volume", f"{exporter_yaml}:/etc/openvpn-exporter/exporter.yaml:ro",
             images["exporter"],

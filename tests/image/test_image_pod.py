@@ -9,11 +9,25 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import stat
 import time
+from pathlib import Path
 
-from imagepod import CLIENT_CN, EXPORTER_UID, FIGURES, SERVER_NAME, VPN_SUBNET, Pod, docker, inspect, wait_for
+from imagepod import (
+    CLIENT_CN,
+    EXPORTER_UID,
+    FIGURES,
+    FS_GROUP,
+    MANAGEMENT_SOCKET,
+    SERVER_NAME,
+    VPN_SUBNET,
+    Pod,
+    docker,
+    inspect,
+    wait_for,
+)
 
 CLIENT_LABEL = f"{CLIENT_CN}_udp"
 
@@ -37,15 +51,71 @@ def test_init_container_prepares_status_files_for_the_exporter_uid(pod: Pod) -> 
     for name in ("udp.status", "tcp.status"):
         st = (pod.status_dir / name).stat()
         assert stat.S_ISREG(st.st_mode)
-        assert (st.st_uid, st.st_gid) == (EXPORTER_UID, EXPORTER_UID)
-        assert stat.S_IMODE(st.st_mode) == 0o644
+        assert (st.st_uid, st.st_gid) == (EXPORTER_UID, FS_GROUP)
+        assert stat.S_IMODE(st.st_mode) == 0o660
 
 
 def test_openvpn_writes_into_the_prepared_file_and_keeps_its_mode(pod: Pod) -> None:
     path = pod.status_dir / "udp.status"
     wait_for("OpenVPN to write its status file", lambda: path.read_text().rstrip().endswith("END"))
     assert path.read_text().startswith("TITLE\tOpenVPN ")
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    st = path.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (EXPORTER_UID, FS_GROUP, 0o660)
+
+
+def _proc_status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as f:
+        return {k: v.strip() for k, v in (line.split(":", 1) for line in f.read().splitlines() if ":" in line)}
+
+
+def test_openvpn_runs_with_net_admin_only(pod: Pod) -> None:
+    """OpenVPN wrote the status file above and serves the client with CAP_NET_ADMIN (12) and nothing else:
+    no DAC_OVERRIDE, no MKNOD, no SETUID; the shared files reach it through the fsGroup."""
+    fields = _proc_status(pod.server_pid)
+    assert fields["Uid"].split()[1] == "0"
+    assert int(fields["CapEff"], 16) == 1 << 12, fields["CapEff"]
+    assert int(fields["CapBnd"], 16) == 1 << 12, fields["CapBnd"]
+    assert str(FS_GROUP) in fields["Groups"].split()
+    assert fields["NoNewPrivs"] == "1"
+
+
+_MANAGEMENT_HELLO = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+data = b""
+try:
+    s.sendall(b"version\\n")
+    while b"END" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+except OSError as exc:
+    data += repr(exc).encode()
+print(data.decode(errors="replace"))
+"""
+
+
+def test_management_socket_answers_the_exporter_user_only(pod: Pod) -> None:
+    st = wait_for("the management socket", lambda: _stat_or_none(pod.status_dir / "udp-management.sock"))
+    # OpenVPN binds the socket under umask 0 whatever the process umask: the file is open to every container
+    # that mounts the volume, and --management-client-user is what limits it to the exporter.
+    assert stat.S_ISSOCK(st.st_mode)
+    # The exporter (uid 65532, whom --management-client-user names) gets the interface.
+    mine = docker("exec", pod.exporter, "python3", "-c", _MANAGEMENT_HELLO, MANAGEMENT_SOCKET)
+    assert "OpenVPN Version" in mine.stdout, mine.stdout
+    # Another container of the pod, in the fsGroup too (it may open the socket), is turned away by OpenVPN.
+    other = docker(
+        "run", "--rm", "--network", f"container:{pod.server}", "--user", "1000:1000",
+        "--group-add", str(FS_GROUP), "--cap-drop", "ALL", "--read-only",
+        "--volume", f"{pod.status_dir}:/run/openvpn", "--entrypoint", "python3",
+        inspect(pod.exporter)["Config"]["Image"], "-c", _MANAGEMENT_HELLO, MANAGEMENT_SOCKET,
+    )  # fmt: skip
+    assert "OpenVPN Version" not in other.stdout, other.stdout
+    logs = docker("logs", pod.server)
+    assert "connection rejected" in logs.stdout + logs.stderr
 
 
 def test_health_endpoints_answer_in_the_pod_namespace(pod: Pod) -> None:
@@ -93,6 +163,13 @@ def test_client_is_reported_on_sessions(pod: Pod) -> None:
     assert local.status == 200
     assert [(s["remoteid"], s["protocol"]) for s in json.loads(local.body)] == [(CLIENT_CN, "udp")]
     assert list(json.loads(local.body)[0]) == list(session)
+
+
+def _stat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
 
 
 def test_exporter_runs_as_numeric_uid_without_privileges(pod: Pod) -> None:

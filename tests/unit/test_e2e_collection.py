@@ -42,6 +42,6 @@ def test_flag_or_variable_collects_the_kind_suite() -> None:
     for result in (_collect("--e2e", "tests/e2e"), _collect("tests/e2e", env_extra={"E2E": "1"})):
         assert result.returncode == 0, result.stdout + result.stderr
         items = _e2e_items(result.stdout)
-        assert "tests/e2e/test_kind.py::test_helm_upgrade_rolls_pod_and_applies_config" in items
+        assert "tests/e2e/test_kind.py::test_helm_upgrade_applies_config_without_restarting_openvpn" in items
         # File order is run order: the upgrade, which replaces the pod, comes last.
-        assert items[-1].endswith("test_helm_upgrade_rolls_pod_and_applies_config"), items
+        assert items[-1].endswith("test_helm_upgrade_applies_config_without_restarting_openvpn"), items

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.common import missing as require_or_skip
+
+SETPRIV = "/usr/bin/setpriv"
+
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -62,3 +66,38 @@ def test_bad_mode_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "not an octal file mode" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _run_as_member(*args: str) -> subprocess.CompletedProcess[str]:
+    """prepare without any capability (no CAP_CHOWN), in supplementary group 4242 only, as a pod's fsGroup."""
+    return subprocess.run(
+        [SETPRIV, "--groups", "4242", "--bounding-set", "-all", "--inh-caps", "-all", "--",
+         sys.executable, "-m", "exporter", "prepare", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )  # fmt: skip
+
+
+def test_group_shares_the_file_with_the_fs_group(tmp_path: Path) -> None:
+    if os.geteuid() != 0 or not Path(SETPRIV).exists():
+        require_or_skip("dropping every capability with setpriv needs root and util-linux")
+    path = tmp_path / "udp.status"
+    result = _run_as_member("--mode=0660", "--group=4242", str(path))
+    assert result.returncode == 0, result.stderr
+    st = path.stat()
+    assert (st.st_gid, stat.S_IMODE(st.st_mode)) == (4242, 0o660)
+    assert "group 4242" in result.stdout
+    # A group the process is not in: one line naming the fix, no traceback.
+    refused = _run_as_member("--mode=0660", "--group=4343", str(tmp_path / "tcp.status"))
+    assert refused.returncode == 1
+    assert "cannot give the file to group 4343" in refused.stderr
+    assert "fsGroup" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_bad_group_is_one_line(tmp_path: Path) -> None:
+    result = run("--group=wheel", str(tmp_path / "x"))
+    assert result.returncode == 1
+    assert "not a numeric group id" in result.stderr
+    assert not (tmp_path / "x").exists()
