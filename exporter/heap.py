@@ -12,15 +12,8 @@ import contextlib
 import ctypes
 from collections.abc import Callable
 
-_M_MMAP_THRESHOLD = -3  # mallopt parameter numbers, from glibc's malloc.h
-_M_ARENA_MAX = -8
+_M_MMAP_THRESHOLD = -3  # mallopt parameter number, from glibc's malloc.h
 MMAP_THRESHOLD = 4 << 20
-# One arena for every thread. glibc gives each thread that allocates its own arena (up to 8 per core),
-# and each keeps its own freed memory: the worker thread's parse leaves its arena full of holes that the
-# event loop's allocations never reuse. Python serialises its threads with the GIL, so the arena lock is
-# hardly ever contended. Measured at 10,000 sessions after fresh scrapes: 61 MB with the default, 57 MB
-# with one arena, same latency.
-ARENA_MAX = 1
 
 
 def _libc_function(name: str) -> Callable[..., int] | None:
@@ -46,10 +39,8 @@ def fix_mmap_threshold() -> None:
     """Serve every allocation of 4 MiB or more (the reads, decoded text and rendered pages of files over
     about 15,000 sessions) with its own mapping, returned to the OS the moment it is freed. Setting the
     threshold also stops glibc from raising it after large frees. Smaller buffers keep coming from the
-    heap, whose pages are reused without new page faults. Also limits malloc to one arena (ARENA_MAX),
-    which must happen before the worker threads start. Process-wide: the command line calls it once, at
-    start."""
+    heap, whose pages are reused without new page faults. Process-wide: the command line calls it once,
+    at start."""
     if _MALLOPT is not None:
         with contextlib.suppress(Exception):
             _MALLOPT(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-            _MALLOPT(_M_ARENA_MAX, ARENA_MAX)
