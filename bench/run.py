@@ -249,7 +249,7 @@ def ms(values: list[float]) -> str:
 
 
 def mb(kib: int) -> str:
-    return f"{kib / 1024:.0f} MB"
+    return f"{kib / 1024:.1f} MB"
 
 
 def print_table(title: str, results: list[Result], idle_rss: int) -> None:
