@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
-from imagepod import DOCKER, EXPORTER_UID, docker, image_size, inspect, project_version
+from imagepod import DOCKER, EXPORTER_UID, POD_LABEL, REPO, docker, image_size, inspect, project_version
 
 SIZE_LIMIT = 60 * 1000 * 1000  # bytes, as docker reports image sizes (MB = 10^6 bytes)
 VENV_PYTHON = "/opt/openvpn-exporter/bin/python"
@@ -119,6 +121,48 @@ def test_every_exporter_module_imports_in_the_image(images: dict[str, str]) -> N
     rc, out, err = _run(images["exporter"], "-c", script, entrypoint=VENV_PYTHON)
     assert rc == 0, err
     assert out.strip() == "ok"
+
+
+# What the chart's helm test does with this image: a urllib client, by host name, in the exporter's netns.
+_FETCH_BY_NAME = """
+import time, urllib.request
+for _ in range(100):
+    try:
+        print(urllib.request.urlopen("http://localhost:9234/metrics", timeout=5).read().decode())
+        break
+    except OSError:
+        time.sleep(0.1)
+"""
+
+
+def test_image_python_fetches_metrics_by_host_name(images: dict[str, str], tmp_path: Path) -> None:
+    """Host names go through /etc/hosts and nsswitch.conf, and the idna codec with its unicodedata
+    and stringprep: all must be in the image, though the exporter itself listens on a bare port."""
+    status_dir = tmp_path / "run-openvpn"
+    status_dir.mkdir()
+    shutil.copy(REPO / "examples" / "udp.status", status_dir / "udp.status")
+    (status_dir / "udp.status").chmod(0o644)
+    config = tmp_path / "exporter.yaml"
+    config.write_text("ovpnudpstatus: /run/openvpn/udp.status\nstale_after: 0\n")
+    config.chmod(0o644)
+    name = f"ovpnexp-byname-{tmp_path.name}"[:60]
+    docker(
+        "run", "--detach", "--label", POD_LABEL, "--name", name, "--network", "none", "--read-only",
+        "--user", f"{EXPORTER_UID}:{EXPORTER_UID}", "--cap-drop", "ALL",
+        "--volume", f"{status_dir}:/run/openvpn:ro", "--volume", f"{config}:/etc/openvpn-exporter/exporter.yaml:ro",
+        images["exporter"],
+    )  # fmt: skip
+    try:
+        proc = docker(
+            "run", "--rm", "--network", f"container:{name}", "--read-only", "--cap-drop", "ALL",
+            "--user", f"{EXPORTER_UID}:{EXPORTER_UID}", "--entrypoint", "python3", images["exporter"],
+            "-c", _FETCH_BY_NAME, check=False, timeout=60,
+        )  # fmt: skip
+    finally:
+        docker("rm", "--force", name, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^ovpn_sessions_total [1-9]\d*$", proc.stdout, re.MULTILINE), proc.stdout + proc.stderr
+    assert re.search(r"^probe_success\{.*\} 1$", proc.stdout, re.MULTILINE), proc.stdout
 
 
 def test_bad_config_fails_fast_with_one_line(images: dict[str, str], tmp_path: Path) -> None:
