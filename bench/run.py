@@ -1,6 +1,6 @@
 """Benchmark: the exporter as a real process, status files of 1,000 to 100,000 sessions.
 
-    python bench/run.py [--quick] [--exporter-cmd "openvpn-exporter"] [--rounds 1.0]
+    python bench/run.py [--quick] [--exporter-cmd "openvpn-exporter"] [--compare-cmd CMD] [--rounds 1.0]
 
 Starts one exporter on 127.0.0.1 (a free port) with one status-file source, then for each scenario
 rewrites that file in place and times requests over one keep-alive connection:
@@ -10,7 +10,16 @@ rewrites that file in place and times requests over one keep-alive connection:
 - cached: the file is left alone, so each request should cost a stat and a send.
 
 CPU seconds per fresh request come from the exporter's /proc/<pid>/stat (utime + stime) around each
-request. RSS is read from /proc/<pid>/status. All traffic stays on loopback; every loop is bounded.
+request. RSS is read from /proc/<pid>/status: idle (after one scrape of an empty file), after the fresh
+/metrics and /sessions series of each scenario, and the scenario's peak (VmHWM, reset before each).
+
+The exporter runs with its bytecode compiled, as a pip install or the image leaves it: a first start
+fills a bytecode cache in the scratch directory, the measured start reads it. (Compiling on every start,
+as PYTHONDONTWRITEBYTECODE makes it, leaves a few MB of compiler garbage in the heap.)
+
+--compare-cmd starts a second exporter (another checkout, say) beside the first and runs every series
+on both, one after the other, so that two versions are compared on the same machine at the same time.
+All traffic stays on loopback; every loop is bounded.
 """
 
 from __future__ import annotations
@@ -52,7 +61,9 @@ class Result:
     timings: dict[str, list[float]] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
-    rss_after: int = 0
+    rss_fresh: int = 0  # KiB, after the fresh /metrics and /sessions series
+    rss_after: int = 0  # KiB, at the end of the scenario
+    rss_peak: int = 0  # KiB, VmHWM over the scenario
 
 
 def free_port() -> int:
@@ -74,6 +85,12 @@ def memory_kib(pid: int, key: str) -> int:
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def reset_peak(pid: int) -> None:
+    """Reset VmHWM to the current RSS (Linux >= 4.0), so that each scenario reports its own peak."""
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/clear_refs", "w") as handle:
+        handle.write("5")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -108,7 +125,7 @@ class Client:
 
 @contextlib.contextmanager
 def exporter_process(
-    command: list[str], workdir: str, status_path: str
+    command: list[str], workdir: str, status_path: str, env: dict[str, str] | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     config = os.path.join(workdir, "exporter.yaml")
     with open(config, "w") as handle:
@@ -121,7 +138,7 @@ def exporter_process(
     argv = [*command, f"--web.listen-address=127.0.0.1:{port}", f"--config.file={config}", "--log.level=error"]
     log = open(os.path.join(workdir, "exporter.log"), "wb")  # noqa: SIM115
     # cwd is the scratch directory: `python -m exporter` must import the installed package, not a cwd copy.
-    process = subprocess.Popen(argv, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(argv, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -170,6 +187,7 @@ def settle() -> None:
 
 
 def run_scenario(client: Client, pid: int, status_path: str, scenario: Scenario, gzip_line: bool) -> Result:
+    reset_peak(pid)
     status = StatusFile(scenario.sessions)
     render: Callable[[int], bytes] = status.v3 if scenario.version == 3 else status.v1
     data = render(0)
@@ -200,6 +218,12 @@ def run_scenario(client: Client, pid: int, status_path: str, scenario: Scenario,
                 samples.append(elapsed)
             result.timings[f"{path} {mode}"] = samples
             result.cpu[f"{path} {mode}"] = cpu / len(samples)
+    # Memory after fresh scrapes: one more rewrite, then both views of it, as a Prometheus scrape and a
+    # /sessions reader would leave the exporter (both renderings of the newest snapshot kept).
+    rewrite()
+    timed(client, "/metrics")
+    timed(client, "/sessions")
+    result.rss_fresh = memory_kib(pid, "VmRSS")
     if gzip_line:
         for mode in ("fresh", "cached"):
             samples = []
@@ -216,6 +240,7 @@ def run_scenario(client: Client, pid: int, status_path: str, scenario: Scenario,
                 gzip.decompress(body)  # must be a valid gzip stream
             result.timings[f"/metrics gzip {mode}"] = samples
     result.rss_after = memory_kib(pid, "VmRSS")
+    result.rss_peak = memory_kib(pid, "VmHWM")
     return result
 
 
@@ -223,22 +248,28 @@ def ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.1f} / {percentile(values, 0.95) * 1000:.1f}"
 
 
-def print_table(results: list[Result], idle_rss: int, peak_rss: int, final_rss: int) -> None:
+def mb(kib: int) -> str:
+    return f"{kib / 1024:.1f} MB"
+
+
+def print_table(title: str, results: list[Result], idle_rss: int) -> None:
+    print()
+    print(f"## {title}")
     print()
     print("Latency in ms as median / p95; CPU in ms of exporter CPU time per fresh request.")
     print()
     print(
         "| scenario | file | /metrics fresh | /metrics cached | /sessions fresh | /sessions cached "
-        "| CPU /metrics | CPU /sessions | RSS after |"
+        "| CPU /metrics | CPU /sessions |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         t, c = r.timings, r.cpu
         print(
             f"| {r.scenario.label} | {r.file_bytes / 1e6:.1f} MB | {ms(t['/metrics fresh'])} "
             f"| {ms(t['/metrics cached'])} "
             f"| {ms(t['/sessions fresh'])} | {ms(t['/sessions cached'])} | {c['/metrics fresh'] * 1000:.0f} "
-            f"| {c['/sessions fresh'] * 1000:.0f} | {r.rss_after / 1024:.0f} MB |"
+            f"| {c['/sessions fresh'] * 1000:.0f} |"
         )
     print()
     for r in results:
@@ -249,8 +280,56 @@ def print_table(results: list[Result], idle_rss: int, peak_rss: int, final_rss: 
                 f"(identity {ms(r.timings['/metrics fresh'])}), cached {ms(r.timings['/metrics gzip cached'])} ms "
                 f"(identity {ms(r.timings['/metrics cached'])}); body {plain / 1e6:.2f} MB -> {packed / 1e6:.2f} MB"
             )
-    print(f"RSS: idle at start {idle_rss / 1024:.0f} MB, after the last scenario {final_rss / 1024:.0f} MB, "
-          f"peak {peak_rss / 1024:.0f} MB")  # fmt: skip
+    print()
+    print(f"Memory (RSS): idle {mb(idle_rss)}.")
+    print()
+    print("| scenario | after fresh /metrics and /sessions | at the end of the scenario | peak in the scenario |")
+    print("|---|---|---|---|")
+    for r in results:
+        print(f"| {r.scenario.label} | {mb(r.rss_fresh)} | {mb(r.rss_after)} | {mb(r.rss_peak)} |")
+
+
+@dataclass
+class Exporter:
+    label: str
+    command: list[str]
+    status_path: str
+    pid: int = 0
+    client: Client | None = None
+    idle_rss: int = 0
+    results: list[Result] = field(default_factory=list)
+
+
+def compiled_env(workdir: str) -> dict[str, str]:
+    """The exporter's environment, with a bytecode cache of its own that it may write."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(workdir, "pycache")
+    return env
+
+
+def warm_bytecode(exporter: Exporter, workdir: str, env: dict[str, str]) -> None:
+    """Start and stop the exporter once, so that every module it imports has its bytecode cached."""
+    with exporter_process(exporter.command, workdir, exporter.status_path, env) as (_, port):
+        client = Client(port)
+        timed(client, "/metrics")
+        timed(client, "/sessions")
+        client.close()
+
+
+def start(stack: contextlib.ExitStack, label: str, command: str, workdir: str, env: dict[str, str]) -> Exporter:
+    """Start one exporter with its bytecode cached, and measure its idle RSS after one scrape."""
+    directory = os.path.join(workdir, label)
+    os.mkdir(directory)
+    exporter = Exporter(label, shlex.split(command), os.path.join(directory, "server.status"))
+    rewrite_in_place(exporter.status_path, StatusFile(0).v3())
+    warm_bytecode(exporter, directory, env)
+    process, port = stack.enter_context(exporter_process(exporter.command, directory, exporter.status_path, env))
+    exporter.pid, exporter.client = process.pid, stack.enter_context(contextlib.closing(Client(port)))
+    timed(exporter.client, "/metrics")
+    time.sleep(0.5)
+    exporter.idle_rss = memory_kib(process.pid, "VmRSS")
+    print(f"{label}: pid {process.pid} on 127.0.0.1:{port}; idle RSS {mb(exporter.idle_rss)}", flush=True)
+    return exporter
 
 
 def main() -> int:
@@ -260,6 +339,7 @@ def main() -> int:
         default=f"{shlex.quote(sys.executable)} -m exporter",
         help="command that starts the exporter (default: this Python's `-m exporter`)",
     )
+    parser.add_argument("--compare-cmd", default="", help="a second exporter to run every series on, alternately")
     parser.add_argument("--quick", action="store_true", help="skip the 100,000-session scenario")
     parser.add_argument("--rounds", type=float, default=1.0, help="scale the number of requests per series")
     parser.add_argument("--no-gzip", action="store_true", help="skip the gzip comparison line")
@@ -276,26 +356,20 @@ def main() -> int:
     if not args.quick:
         scenarios.append(Scenario("v3 100,000", 100_000, 3, n(10), n(30)))
 
-    with tempfile.TemporaryDirectory(prefix="ovpn-bench-") as workdir:
-        status_path = os.path.join(workdir, "server.status")
-        rewrite_in_place(status_path, StatusFile(0).v3())
-        with exporter_process(shlex.split(args.exporter_cmd), workdir, status_path) as (process, port):
-            client = Client(port)
-            timed(client, "/metrics")
-            time.sleep(0.5)
-            idle_rss = memory_kib(process.pid, "VmRSS")
-            print(f"exporter pid {process.pid} on 127.0.0.1:{port}; idle RSS {idle_rss / 1024:.0f} MB", flush=True)
-            results = []
-            for scenario in scenarios:
+    commands = [("exporter", args.exporter_cmd)] + ([("compared", args.compare_cmd)] if args.compare_cmd else [])
+    with tempfile.TemporaryDirectory(prefix="ovpn-bench-") as workdir, contextlib.ExitStack() as stack:
+        env = compiled_env(workdir)
+        exporters = [start(stack, label, command, workdir, env) for label, command in commands]
+        for scenario in scenarios:
+            for exporter in exporters:
+                assert exporter.client is not None
                 started = time.monotonic()
                 gzip_line = scenario.label == "v3 10,000" and not args.no_gzip
-                result = run_scenario(client, process.pid, status_path, scenario, gzip_line)
-                results.append(result)
-                print(f"  {scenario.label}: done in {time.monotonic() - started:.0f} s", flush=True)
-            final_rss = memory_kib(process.pid, "VmRSS")
-            peak_rss = memory_kib(process.pid, "VmHWM")
-            client.close()
-    print_table(results, idle_rss, peak_rss, final_rss)
+                result = run_scenario(exporter.client, exporter.pid, exporter.status_path, scenario, gzip_line)
+                exporter.results.append(result)
+                print(f"  {exporter.label} {scenario.label}: done in {time.monotonic() - started:.0f} s", flush=True)
+    for (label, command), exporter in zip(commands, exporters, strict=True):
+        print_table(f"{label}: {command}", exporter.results, exporter.idle_rss)
     return 0
 
 

@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING, Any
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config
 from exporter.prepare import DEFAULT_MODE, PrepareError, parse_group, parse_mode, prepare_file
-from exporter.webconfig import ServerConfig, WebConfig, WebConfigError, load_web_config, server_options
 
 if TYPE_CHECKING:
     from starlette.middleware import Middleware
+
+    # Imported where used, only with --web.config.file: TLS and basic auth (bcrypt, hmac, secrets)
+    # cost memory that a plain sidecar never needs.
+    from exporter.webconfig import WebConfig
 
 PROG = "openvpn-exporter"
 log = logging.getLogger("openvpn_exporter")
@@ -189,6 +192,8 @@ def _reserved_paths() -> frozenset[str]:
 def _load_web_config(path: str) -> WebConfig | None:
     if not path:
         return None
+    from exporter.webconfig import WebConfigError, load_web_config
+
     try:
         return load_web_config(path)
     except WebConfigError as exc:
@@ -205,11 +210,15 @@ def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path
     exporter = ExporterApp(config, telemetry_path)
     middleware: list[Middleware] = []
     ssl_options: dict[str, Any] = {}
+    config_class: type[uvicorn.Config] = uvicorn.Config
     if web is not None:
+        from exporter.webconfig import ServerConfig, server_options
+
         middleware, ssl_options = server_options(web)
+        # ServerConfig: uvicorn's, with a TLS context that picks up renewed certificate files by itself.
+        config_class = ServerConfig
     app = exporter.asgi(middleware)
-    # ServerConfig: uvicorn's, with a TLS context that picks up renewed certificate files by itself.
-    uv_config = ServerConfig(
+    uv_config = config_class(
         app,
         log_config=None,
         access_log=False,
