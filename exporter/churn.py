@@ -155,38 +155,44 @@ class ChurnTracker:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._baselines: dict[str, Baseline] = {}
+        self._baselines: dict[tuple[str, str], Baseline] = {}
         self.counts: dict[str, SourceCounts] = {}
         self.clients = ClientReconnects()
 
-    def observe(self, readings: Iterable[Reading], now: float, reconnects: bool = False) -> None:
+    def observe(self, readings: Sequence[Reading], now: float, reconnects: bool = False) -> None:
         """Diff every source whose snapshot changed. `reconnects` also counts them per client label."""
         with self._lock:
             names = set()
             for reading in readings:
+                snapshot = reading.snapshot
+                if snapshot is not None and snapshot.kind != "server":
+                    continue  # a client-mode status file has no sessions to come and go
                 names.add(reading.name)
                 self.counts.setdefault(reading.name, SourceCounts())
-                snapshot = reading.snapshot
-                if snapshot is None or snapshot.kind != "server":
+                if snapshot is None:
                     continue
+                # By target too: a reload that points a source name at another file starts a new baseline.
+                where = (reading.name, reading.target)
                 table = snapshot.session_table
-                previous = self._baselines.get(reading.name)
+                previous = self._baselines.get(where)
                 if previous is None:
-                    self._baselines[reading.name] = baseline_of(table)
+                    self._baselines[where] = baseline = baseline_of(table)
                     if reconnects:
-                        for row in self._baselines[reading.name].rows.values():
+                        for row in baseline.rows.values():
                             self.clients.remember(client_label(table, row))
                     continue
                 if previous.table is table:
                     continue
                 baseline, change = diff(previous, table)
-                self._baselines[reading.name] = baseline
+                self._baselines[where] = baseline
                 ended_at = reading.last_update if reading.last_update is not None else now
                 self._count(self.counts[reading.name], previous.table, table, change, ended_at, reconnects)
-            # A glob match that went away, or a source a reload removed: forget it.
+            # A glob match that went away, or a source a reload removed or re-pointed: forget it.
+            current = {(r.name, r.target) for r in readings}
             for gone in [n for n in self.counts if n not in names]:
                 self.counts.pop(gone)
-                self._baselines.pop(gone, None)
+            for stale in [w for w in self._baselines if w not in current]:
+                self._baselines.pop(stale)
 
     def _count(
         self,

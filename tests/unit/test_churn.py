@@ -16,7 +16,7 @@ from bench.gen import StatusFile, rewrite_in_place
 from exporter import churn
 from exporter.app import ExporterApp
 from exporter.churn import DURATION_BUCKETS
-from exporter.config import parse_config
+from exporter.config import load_config, parse_config
 from tests.support.common import CAPTURED
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -204,3 +204,31 @@ def test_reconnect_tracking_is_bounded(status: Path, monkeypatch: pytest.MonkeyP
     series = [labels for (name, labels) in samples if name == "ovpn_client_reconnects_total"]
     assert 0 < len(series) <= 100
     assert starts_ends(samples, "udp") == (1000, 1000)
+
+
+def test_a_reload_keeps_the_counts_and_a_repointed_source_starts_a_new_baseline(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.status", tmp_path / "b.status"
+    base = StatusFile(1_000, seed=5)
+    write(first, base.v3())
+    write(second, StatusFile(700, seed=6).v3())
+    config = tmp_path / "exporter.yaml"
+    config.write_text(f"ovpnudpstatus: {first}\nstale_after: 0\n")
+    app = ExporterApp(load_config(config))
+    with TestClient(app.asgi()) as client:
+        scrape(client)
+        write(first, base.churned(ended=3, started=4).v3())
+        assert starts_ends(scrape(client), "udp") == (4, 3)
+        assert app.reload_config()[0]
+        assert starts_ends(scrape(client), "udp") == (4, 3)  # same source, same file: counts go on
+        # The source now names another file: its sessions are a new baseline, not 700 starts and 1,001 ends.
+        config.write_text(f"ovpnudpstatus: {second}\nstale_after: 0\n")
+        assert app.reload_config()[0]
+        assert starts_ends(scrape(client), "udp") == (4, 3)
+
+
+def test_a_client_mode_status_file_has_no_churn_series(tmp_path: Path) -> None:
+    path = tmp_path / "client.status"
+    write(path, (CAPTURED / "client-status-udp-v1.log").read_bytes())
+    with app_client(path) as client:
+        samples = scrape(client)
+    assert not any(name.startswith("ovpn_session_") for name, _ in samples)
