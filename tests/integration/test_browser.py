@@ -132,6 +132,7 @@ def test_static_page_shows_the_lab_clients_as_text(deployment: Deployment, tab: 
         "table tr", "trs => trs.filter(tr => tr.querySelector('td')).map(tr => tr.innerText)"
     )
     assert len(rows) == deployment.expected_sessions(), rows
+    assert page.evaluate(BROKEN_WORDS_JS)["broken"] == []  # the lab's real rows keep every word whole
     for server in (deployment.udp, deployment.tcp):
         for session in server.truth().rows:
             # One row per session, carrying its CN, real host and tunnel address.
