@@ -6,6 +6,7 @@ the Updated line, as OpenVPN does between two rewrites of the same set of client
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 
@@ -68,6 +69,9 @@ class StatusFile:
             if v6:
                 self.v3_routes.append(f"ROUTING_TABLE\t{v6}\t{cn}\t{real}\t{_stamp(since_t)}\t{since_t}")
                 self.v1_routes.append(f"{v6},{cn},{real},{_stamp(since_t)}")
+        self._prebuild()
+
+    def _prebuild(self) -> None:
         # Prebuilt row halves: a rewrite only formats the two counters in between.
         self._v3_pre = [f"CLIENT_LIST\t{cn}\t{real}\t{v4}\t{v6}\t" for cn, real, v4, v6, *_ in self.rows]
         self._v3_post = [
@@ -75,6 +79,41 @@ class StatusFile:
         ]
         self._v1_pre = [f"{cn},{real}," for cn, real, *_ in self.rows]
         self._v1_post = [f",{since}" for *_, since, _, _ in self.rows]
+
+    def churned(
+        self, ended: int, started: int, reconnects: int = 0, seed: int = 9, now: int | None = None
+    ) -> StatusFile:
+        """The clients of OpenVPN's next rewrite after `ended` sessions left and `started` arrived: a new
+        StatusFile, this one unchanged. New sessions get fresh Client IDs and a Connected Since within the
+        last 30 s; the first `reconnects` of them reuse the common name of a session that ended."""
+        if not 0 <= reconnects <= min(ended, started) or ended > self.sessions:
+            raise ValueError("churned: need reconnects <= ended, started and ended <= sessions")
+        rng = random.Random(seed)
+        now = int(time.time()) if now is None else now
+        gone = set(rng.sample(range(self.sessions), ended))
+        keep = [i for i in range(self.sessions) if i not in gone]
+        out = copy.copy(self)
+        out.rows = [self.rows[i] for i in keep]
+        out.rx, out.tx = [self.rx[i] for i in keep], [self.tx[i] for i in keep]
+        gone_real = {self.rows[i][1] for i in gone}
+        out.v3_routes = [r for r in self.v3_routes if r.split("\t")[3] not in gone_real]
+        out.v1_routes = [r for r in self.v1_routes if r.rsplit(",", 2)[1] not in gone_real]
+        gone_names = [self.rows[i][0] for i in sorted(gone)]
+        next_id = max((int(row[6]) for row in self.rows), default=-1) + 1
+        for k in range(started):
+            cid = next_id + k
+            cn = gone_names[k] if k < reconnects else f"new{cid:06d}.vpn.example.com"
+            real = f"198.18.{cid // 256 % 256}.{cid % 256}:{40000 + cid % 20000}"
+            v4 = f"10.200.{cid // 256 % 256}.{cid % 256}"
+            since_t = now - rng.randint(0, 30)
+            out.rows.append((cn, real, v4, "", _stamp(since_t), since_t, str(cid)))
+            out.rx.append(rng.randint(1_000, 1_000_000))
+            out.tx.append(rng.randint(1_000, 1_000_000))
+            out.v3_routes.append(f"ROUTING_TABLE\t{v4}\t{cn}\t{real}\t{_stamp(now)}\t{now}")
+            out.v1_routes.append(f"{v4},{cn},{real},{_stamp(now)}")
+        out.sessions = len(out.rows)
+        out._prebuild()
+        return out
 
     def v3(self, bump: int = 0, now: int | None = None) -> bytes:
         """status-version 3 text; `bump` grows every counter so that each rewrite differs."""

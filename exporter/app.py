@@ -23,10 +23,13 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from exporter import __version__
+from exporter.churn import ChurnTracker
 from exporter.config import Config, ConfigError, load_config
 from exporter.headers import ResponseHeaders
 from exporter.heap import release_free_heap
 from exporter.hub import Hub, ServerState
+from exporter.sources.base import Reading
+from exporter.views.churnmetrics import ChurnCollector
 from exporter.views.metrics import MetricsView
 from exporter.views.pages import STYLESHEET_PATH, render_landing, render_sessions_page
 from exporter.views.selfmetrics import ExporterCollector
@@ -134,6 +137,9 @@ class ExporterApp:
         )  # fmt: skip
         self.apply_config(config)
         self.registry.register(ExporterCollector(lambda: self.hub.latest, __version__))
+        # Churn counts outlive a reload: sources keep their names, so nothing restarts from a baseline.
+        self.churn = ChurnTracker()
+        self.registry.register(ChurnCollector(self.churn, self._latest_readings, lambda: self.config.metrics))
 
     def apply_config(self, config: Config) -> None:
         """Swap in a new configuration: new sources, fresh caches. Requests in flight finish on the old."""
@@ -149,6 +155,10 @@ class ExporterApp:
             self.config, self.hub, self._caches = config, hub, caches
         if old is not None:
             old.close()
+
+    def _latest_readings(self) -> tuple[tuple[Reading, ...], float] | None:
+        state = self.hub.latest
+        return None if state is None else (state.readings, state.taken_at)
 
     def reload_config(self) -> tuple[bool, str]:
         """Re-read the config file the running config came from. A bad file keeps the old config serving."""
@@ -188,10 +198,14 @@ class ExporterApp:
     async def metrics(self, request: Request) -> Response:
         return await self._view(request, "metrics", PROMETHEUS_TEXT, {})
 
+    def _prom_body(self) -> bytes:
+        """In the thread pool: collecting diffs the sources' new snapshots (churn), which grows with them."""
+        openvpn, _ = self._rendered("metrics", False)
+        return generate_latest(self.registry) + openvpn
+
     async def prom(self, request: Request) -> Response:
         started = time.perf_counter()
-        openvpn, _ = await run_in_threadpool(self._rendered, "metrics", False)
-        body = generate_latest(self.registry) + openvpn
+        body = await run_in_threadpool(self._prom_body)
         self.scrape_seconds.labels("/prom").observe(time.perf_counter() - started)
         self.requests.labels("/prom", "200").inc()
         return Response(body, media_type=PROMETHEUS_TEXT)

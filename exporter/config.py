@@ -67,6 +67,7 @@ class MetricsConfig:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     session_labels: tuple[str, ...] = DEFAULT_SESSION_LABELS
+    client_reconnects: bool = False  # ovpn_client_reconnects_total on /prom: one series per client
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +230,7 @@ def _parse_metrics(raw: object, where: str) -> MetricsConfig:
     if raw is None:
         return MetricsConfig()
     section: dict[str, Any] = _expect(raw, dict, where, "a mapping")
-    known = {"per_client", "extended", "kumina_compat", "include", "exclude", "session_labels"}
+    known = {"per_client", "extended", "kumina_compat", "include", "exclude", "session_labels", "client_reconnects"}
     for key in section:
         if key not in known:
             raise ConfigError(f"{where}.{key}: unknown key{_suggest(str(key), known)}")
@@ -268,4 +269,5 @@ def _parse_metrics(raw: object, where: str) -> MetricsConfig:
         include=patterns("include"),
         exclude=patterns("exclude"),
         session_labels=session_labels,
+        client_reconnects=flag("client_reconnects", False),
     )

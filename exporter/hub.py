@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from exporter.config import Config, SourceConfig
+from exporter.freshness import emit, stale_transitions
 from exporter.model import Session
 from exporter.sources.base import Reading, Source
 from exporter.sources.file import FileSource
@@ -78,6 +79,7 @@ class Hub:
             if not _is_glob(source):
                 self._fixed[source.name] = make_source(config, source)
         self._latest: ServerState | None = None
+        self._stale: frozenset[str] = frozenset()  # names of the sources last seen stale, to log transitions
 
     def refresh(self) -> ServerState:
         """Refresh every source; callers get the same state object back while nothing changed."""
@@ -89,6 +91,9 @@ class Hub:
                 else:
                     readings.append(self._fixed[source_config.name].refresh())
             state = build_state(self.config.server_name, tuple(readings), self._clock(), self.config.stale_after)
+            stale, events = stale_transitions(self._stale, state.readings, state.taken_at, self.config.stale_after)
+            self._stale = stale
+            emit(events)
             if self._latest is not None and self._latest.key == state.key and self._latest.readings == state.readings:
                 return self._latest
             self._latest = state

@@ -77,6 +77,15 @@ def per_client_totals(state: ServerState, metrics: MetricsConfig) -> dict[str, l
     return totals
 
 
+def info_pairs(state: ServerState) -> list[tuple[str, str]]:
+    """`ovpn_info`'s (product, version) pairs: live server sources only, since a stale or deleted file keeps
+    the version of a server that may be gone or upgraded. `unknown` (status-version 1 carries no version)
+    only when no live source knows its version, so it never stands beside a real one."""
+    live = [r.snapshot for r in state.live_readings() if r.snapshot is not None and r.snapshot.kind == "server"]
+    known = {(s.product, s.version) for s in live if s.version}
+    return sorted(known or {(s.product, UNKNOWN_VERSION) for s in live})
+
+
 def session_count(state: ServerState) -> int:
     return sum(len(t) - t.common_name.count(HANDSHAKE_CN) for t in live_tables(state))
 
@@ -205,13 +214,7 @@ class MetricsView:
                     "ovpn_bytes_out_total", "counter", "Total number of bytes sent",
                     [_series("ovpn_bytes_out_total", heads, sent)],
                 )  # fmt: skip
-        infos = sorted(
-            {
-                (r.snapshot.product, r.snapshot.version or UNKNOWN_VERSION)
-                for r in state.readings
-                if r.snapshot is not None and r.snapshot.kind == "server"
-            }
-        )
+        infos = info_pairs(state)
         if infos:
             lines += family(
                 "ovpn_info", "counter", "Software info",

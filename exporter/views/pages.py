@@ -35,8 +35,8 @@ def _page(title: str, body_class: str, body: str) -> str:
 
 
 def render_landing(version: str, telemetry_path: str) -> str:
-    def link(href: str, icon: str, label: str) -> str:
-        return f'<a class="button" href="{escape(href)}"><span aria-hidden="true">{icon}</span> {label}</a>'
+    def link(href: str, icon: str, label: str, extra: str = "") -> str:
+        return f'<a class="button{extra}" href="{escape(href)}"><span aria-hidden="true">{icon}</span> {label}</a>'
 
     body = f"""<main class="card">
 <h1><span aria-hidden="true">&#x1F512;</span> OpenVPN Exporter</h1>
@@ -50,6 +50,14 @@ def render_landing(version: str, telemetry_path: str) -> str:
 <h2>Clients &amp; Sessions</h2>
 {link("/static", "&#x1F465;", "Local Clients")}
 {link("/sessions_local", "&#x1F4CB;", "Local Sessions JSON")}
+{link("/sessions", "&#x1F4C4;", "Sessions JSON")}
+</section>
+<section>
+<h2>Health</h2>
+<div class="pair">
+{link("/-/healthy", "&#x1F49A;", "Healthy", " small")}
+{link("/-/ready", "&#x2705;", "Ready", " small")}
+</div>
 </section>
 <footer>OpenVPN Exporter v{escape(version)}</footer>
 </main>"""
@@ -72,25 +80,43 @@ def _page_rows(state: ServerState) -> Iterator[tuple[str, str, str, str, str, st
     return islice(every, PAGE_ROWS)
 
 
+def _row(protocol: str, name: str, host: str, port: str, address: str, since: str, received: int, sent: int) -> str:
+    protocol = protocol or "udp"
+    status = "CONNECTING" if name == HANDSHAKE_CN else "ESTABLISHED"
+    # The CN is the one free-text column: a long one is cut with an ellipsis and shown whole on hover.
+    shown = escape(name)
+    return (
+        "<tr>"
+        f'<td><span class="badge {protocol}">{escape(protocol.upper())}</span></td>'
+        f'<td class="name" title="{shown}">{shown}</td>'
+        f"<td>{escape(host)}</td>"
+        f"<td>{escape(port)}</td>"
+        f"<td>{escape(address)}</td>"
+        f'<td><span class="state {status.lower()}">{status}</span></td>'
+        f'<td class="since">{escape(since)}</td>'
+        f"<td>{human_bytes(received)}</td>"
+        f"<td>{human_bytes(sent)}</td>"
+        "</tr>"
+    )
+
+
+def _stat(value: int, label: str, ident: str, extra: str = "") -> str:
+    return (
+        f'<div class="stat-card{extra}"><div class="stat-value" id="{ident}">{value}</div>'
+        f'<div class="stat-label">{label}</div></div>'
+    )
+
+
 def render_sessions_page(state: ServerState) -> str:
-    rows = []
-    count = sum(map(len, live_tables(state)))
-    for protocol, name, host, port, v4, v6, since, received, sent in _page_rows(state):
-        protocol = protocol or "udp"
-        status = "CONNECTING" if name == HANDSHAKE_CN else "ESTABLISHED"
-        rows.append(
-            "<tr>"
-            f'<td><span class="badge {protocol}">{escape(protocol.upper())}</span></td>'
-            f"<td>{escape(name)}</td>"
-            f"<td>{escape(host)}</td>"
-            f"<td>{escape(port)}</td>"
-            f"<td>{escape(v4 or v6)}</td>"
-            f'<td><span class="state {status.lower()}">{status}</span></td>'
-            f"<td>{escape(since)}</td>"
-            f"<td>{human_bytes(received)}</td>"
-            f"<td>{human_bytes(sent)}</td>"
-            "</tr>"
-        )
+    tables = live_tables(state)
+    count = sum(map(len, tables))
+    # The headline is ovpn_sessions_total: rows still in the TLS handshake (CN UNDEF) are not sessions yet.
+    connecting = sum(t.common_name.count(HANDSHAKE_CN) for t in tables)
+    established = count - connecting
+    rows = [
+        _row(protocol, name, host, port, v4 or v6, since, received, sent)
+        for protocol, name, host, port, v4, v6, since, received, sent in _page_rows(state)
+    ]
     truncated = (
         f'<p class="truncated">Showing the first {PAGE_ROWS:,} of {count:,} sessions;'
         ' <a href="/sessions_local">/sessions_local</a> lists them all.</p>\n'
@@ -111,15 +137,17 @@ def render_sessions_page(state: ServerState) -> str:
         if state.up
         else '<p class="warning">No status source is up: OpenVPN may be down or its status file stale.</p>'
     )
+    pending = f" and {connecting} connecting" if connecting else ""
     body = f"""<header class="banner">
 <h1><span aria-hidden="true">&#x1F310;</span> OpenVPN Local Clients</h1>
 <p>Active VPN connections and statistics</p>
 <a href="/">&larr; Back to Dashboard</a>
 </header>
 {down}
-<div class="stat-card">
-<div class="stat-value" id="active-count">{count}</div><div class="stat-label">Active Connections</div>
+<div class="stats">
+{_stat(established, "Active Connections", "active-count")}
+{_stat(connecting, "Connecting (TLS handshake)", "connecting-count", " secondary")}
 </div>
 {truncated}{table}
-<footer>Showing {count} active connection(s)</footer>"""
+<footer>Showing {established} active connection(s){pending}</footer>"""
     return _page("OpenVPN Local Clients", "sessions", body)

@@ -168,6 +168,7 @@ def promtool() -> str:
 
 RULES_FILE = CHART / "files" / "prometheus-rules.yaml"
 FILE_ALERTS = ["OpenVPNDown", "OpenVPNStatusStale", "OpenVPNStatusReadErrors", "OpenVPNSessionsDropped"]
+FILE_ALERTS += ["OpenVPNReconnectStorm"]  # connection churn
 SELECTOR = 'up{namespace="network", service="vpn-openvpn-exporter-metrics"}'
 # Alerts about a release as a whole carry its namespace and job, not an instance of it.
 SCOPE_BY = {"OpenVPNSessionsDropped": "namespace, job"}
@@ -212,7 +213,7 @@ def test_prometheus_rule_disabled_alerts_and_additional_rules(helm_bin: str) -> 
         "prometheusRule": {"enabled": True, "disabledAlerts": ["OpenVPNSessionsDropped"], "additionalRules": [extra]}
     }
     groups = one(render(values), "PrometheusRule")["spec"]["groups"]
-    assert [r["alert"] for r in groups[0]["rules"]] == FILE_ALERTS[:3]
+    assert [r["alert"] for r in groups[0]["rules"]] == [a for a in FILE_ALERTS if a != "OpenVPNSessionsDropped"]
     assert groups[1] == {"name": "vpn-openvpn-exporter.additional", "rules": [extra]}  # verbatim, not scoped
     # Every file alert off and no extra rules: an empty but valid spec.
     empty = one(render({"prometheusRule": {"enabled": True, "disabledAlerts": FILE_ALERTS}}), "PrometheusRule")
@@ -261,6 +262,11 @@ def test_prometheus_rules_fire_on_this_release_only(tmp_path: Path, helm_bin: st
                 "values": "0+2x14",
             },
         ]
+    for labels in (mine_labels, other_labels):  # a reconnect storm: 10 sessions drop and return each minute
+        input_series += [
+            {"series": _series(f"ovpn_session_{kind}_total", labels, source="udp"), "values": "0+10x14"}
+            for kind in ("starts", "ends")
+        ]
     down = (
         f"No status source of {mine} was read completely and fresh for 5 minutes (OpenVPN 2.6.14). Check that "
         "OpenVPN runs and writes its status file or answers on its management interface."
@@ -287,6 +293,15 @@ def test_prometheus_rules_fire_on_this_release_only(tmp_path: Path, helm_bin: st
                                                   {"summary": f"OpenVPN sessions dropped by more than half on {job}",
                                                    "description": dropped})]),
     ]  # fmt: skip
+    storm = (
+        f"100 sessions started on {mine} in 10 minutes, more than half of the sessions it has, and more than 20"
+        " ended. ovpn_client_reconnects_total (metrics.client_reconnects) or /sessions tell which clients."
+    )
+    cases.append(
+        ("12m", "OpenVPNReconnectStorm", [_alert({"severity": "warning", "instance": mine},
+                                                 {"summary": f"OpenVPN clients keep reconnecting on {mine}",
+                                                  "description": storm})])
+    )  # fmt: skip
     tests = {
         "rule_files": [str(rules)],
         "evaluation_interval": "1m",

@@ -53,13 +53,14 @@ def test_a_large_server_shows_the_first_rows_and_says_so(tmp_path: Path) -> None
     assert len(rows) == PAGE_ROWS
     assert f"Showing the first {PAGE_ROWS:,} of {total:,} sessions" in page
     # The counts still describe every session, not the rows shown.
-    assert f'<div class="stat-value" id="active-count">{total}</div>' in page
-    assert f"Showing {total} active connection(s)" in page
+    assert f'<div class="stat-value" id="active-count">{total - 2}</div>' in page
+    assert '<div class="stat-value" id="connecting-count">2</div>' in page
+    assert f"Showing {total - 2} active connection(s) and 2 connecting" in page
     # The rows are the file's first rows, in order, with their own values.
-    assert "<td>UNDEF</td>" in rows[0] and "CONNECTING" in rows[0]
-    assert "<td>user000002</td>" in rows[2] and "ESTABLISHED" in rows[2] and "<td>10.0.0.2</td>" in rows[2]
+    assert '<td class="name" title="UNDEF">UNDEF</td>' in rows[0] and "CONNECTING" in rows[0]
+    assert ">user000002</td>" in rows[2] and "ESTABLISHED" in rows[2] and "<td>10.0.0.2</td>" in rows[2]
     last = PAGE_ROWS - 1
-    assert f"<td>user{last:06d}</td>" in rows[-1] and f"<td>{10000 + last}</td>" in rows[-1]
+    assert f">user{last:06d}</td>" in rows[-1] and f"<td>{10000 + last}</td>" in rows[-1]
     assert f"user{PAGE_ROWS:06d}" not in page
 
 
@@ -75,3 +76,38 @@ def test_a_small_server_is_unchanged(tmp_path: Path) -> None:
     assert len(table_rows(page)) == 3
     assert "Showing the first" not in page
     assert "<td>6 B</td><td>10 B</td>" in page  # row 2: 2 * 3 bytes received, 2 * 5 sent
+
+
+def test_the_headline_is_ovpn_sessions_total_and_handshakes_are_counted_apart(tmp_path: Path) -> None:
+    # The issue's case: 10 established sessions and 1 still in the TLS handshake.
+    path = tmp_path / "udp.status"
+    path.write_text(status_text(11, handshakes=1))
+    app = ExporterApp(parse_config(f"ovpnudpstatus: {path}\nstale_after: 0\n"))
+    with TestClient(app.asgi()) as client:
+        page = client.get("/static").text
+        metrics = client.get("/metrics").text
+    sessions_total = int(re.search(r"^ovpn_sessions_total (\d+)$", metrics, re.M).group(1))  # type: ignore[union-attr]
+    assert sessions_total == 10
+    assert f'<div class="stat-value" id="active-count">{sessions_total}</div>' in page
+    assert '<div class="stat-value" id="connecting-count">1</div>' in page
+    assert "Showing 10 active connection(s) and 1 connecting" in page
+    assert len(table_rows(page)) == 11  # the handshaking row is still listed, as CONNECTING
+    assert page.count('class="state connecting"') == 1
+
+
+def test_a_hostile_common_name_stays_text_in_the_cell_and_its_title(tmp_path: Path) -> None:
+    hostile = '"><img src=x onerror=alert(1)>'
+    page = page_for(tmp_path, status_text(1).replace("user000000", hostile))
+    assert hostile not in page
+    escaped = "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"
+    assert f'<td class="name" title="{escaped}">{escaped}</td>' in page
+
+
+def test_the_landing_page_links_every_endpoint() -> None:
+    app = ExporterApp(parse_config("ovpnudpstatus: /nonexistent/udp.status\n"))
+    with TestClient(app.asgi()) as client:
+        page = client.get("/").text
+        hrefs = re.findall(r'href="([^"]+)"', page)
+        for href in hrefs:
+            assert client.get(href).status_code == 200, href
+    assert set(hrefs) >= {"/metrics", "/prom", "/static", "/sessions", "/sessions_local", "/-/healthy", "/-/ready"}
