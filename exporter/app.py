@@ -26,7 +26,8 @@ from exporter import __version__
 from exporter.config import Config, ConfigError, load_config
 from exporter.headers import ResponseHeaders
 from exporter.heap import release_free_heap
-from exporter.hub import Hub, ServerState
+from exporter.hub import Hub
+from exporter.state import ServerState
 from exporter.views.metrics import MetricsView
 from exporter.views.pages import STYLESHEET_PATH, render_landing, render_sessions_page
 from exporter.views.selfmetrics import ExporterCollector

@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
 from exporter.config import MetricsConfig
-from exporter.hub import ServerState
 from exporter.model import Session
 from exporter.sources.base import Reading
+from exporter.state import ServerState
 from exporter.views.exposition import family, sample
 
 Labels = tuple[tuple[str, str], ...]

@@ -16,8 +16,8 @@ from operator import add, eq, itemgetter
 from typing import TypeVar
 
 from exporter.config import MetricsConfig
-from exporter.hub import UNKNOWN_VERSION, ServerState
 from exporter.model import HANDSHAKE_CN, CounterName, SessionTable
+from exporter.state import UNKNOWN_VERSION, ServerState
 from exporter.views.exposition import escape_label, family, sample
 
 _T = TypeVar("_T")

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from html import escape
 from itertools import chain, islice
 
-from exporter.hub import ServerState
 from exporter.model import HANDSHAKE_CN
+from exporter.state import ServerState
 from exporter.views.metrics import live_tables
 
 STYLESHEET_PATH = "/assets/style.css"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from json.encoder import encode_basestring_ascii
 
-from exporter.hub import ServerState
 from exporter.model import HANDSHAKE_CN, Session
+from exporter.state import ServerState
 from exporter.views.metrics import counter_text, live_column, live_tables
 
 
