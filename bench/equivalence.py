@@ -116,7 +116,7 @@ def _inputs(big: bool) -> list[tuple[str, bytes]]:
 
 def _dump(inputs_path: str) -> dict[str, str]:
     """Runs inside the package under test."""
-    from exporter.config import MetricsConfig
+    from exporter.config import SESSION_LABELS, MetricsConfig
     from exporter.hub import build_state
     from exporter.parser import StatusParseError, parse_status
     from exporter.sources.base import Reading
@@ -134,6 +134,8 @@ def _dump(inputs_path: str) -> dict[str, str]:
         MetricsConfig(),
         MetricsConfig(per_client=False),
         MetricsConfig(include=("user0*", "*laptop*"), exclude=("user00001*",)),
+        MetricsConfig(extended=True, kumina_compat=True, session_labels=tuple(SESSION_LABELS)),
+        MetricsConfig(extended=True, kumina_compat=True, exclude=("user00001*",)),
     ]
     with open(inputs_path, "rb") as handle:
         cases = json.loads(handle.read())
