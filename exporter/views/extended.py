@@ -18,6 +18,7 @@ No label value here changes while a session lasts: byte counts and timestamps ar
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 from exporter.config import MetricsConfig
 from exporter.model import RouteTable, SessionTable
@@ -224,96 +225,100 @@ def _referenced_routes(table: RouteTable, metrics: MetricsConfig) -> Iterator[tu
 
 def kumina_families(state: ServerState, metrics: MetricsConfig) -> list[str]:
     """kumina/openvpn_exporter's families. Label pairs print sorted by name, as its Go client does."""
-    up: dict[str, int] = {}
-    updated: dict[str, float] = {}
-    connected: dict[str, int] = {}
-    received: dict[Labels, int] = {}
-    sent: dict[Labels, int] = {}
-    routes: dict[Labels, int] = {}
-    client_counters: dict[str, dict[str, int]] = {}
+    series = _KuminaSeries()
     for reading, is_up in zip(state.readings, state.up_flags, strict=True):
+        series.add(reading, is_up, metrics)
+    return series.lines()
+
+
+@dataclass
+class _KuminaSeries:
+    """kumina's series over all readings, merged where two readings share a status path."""
+
+    up: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, float] = field(default_factory=dict)
+    connected: dict[str, int] = field(default_factory=dict)
+    received: dict[Labels, int] = field(default_factory=dict)
+    sent: dict[Labels, int] = field(default_factory=dict)
+    routes: dict[Labels, int] = field(default_factory=dict)
+    client_counters: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, reading: Reading, is_up: bool, metrics: MetricsConfig) -> None:
         path = reading.target
-        up[path] = max(up.get(path, 0), 1 if is_up else 0)
+        self.up[path] = max(self.up.get(path, 0), 1 if is_up else 0)
         if reading.last_update is not None:
-            updated[path] = max(updated.get(path, 0.0), reading.last_update)
+            self.updated[path] = max(self.updated.get(path, 0.0), reading.last_update)
         snapshot = reading.snapshot
         if not is_up or snapshot is None:
-            continue
+            return
         if snapshot.kind == "client":
             for stat, value in snapshot.client_stats:
                 if stat in KUMINA_CLIENT_COUNTERS:
-                    counters = client_counters.setdefault(KUMINA_CLIENT_COUNTERS[stat][0], {})
+                    counters = self.client_counters.setdefault(KUMINA_CLIENT_COUNTERS[stat][0], {})
                     counters[path] = counters.get(path, 0) + value
-            continue
+            return
         table = snapshot.session_table
-        connected[path] = connected.get(path, 0) + established_count(table)
+        self.connected[path] = self.connected.get(path, 0) + established_count(table)
         if metrics.per_client:
-            _kumina_sessions(table, path, metrics, received, sent)
+            self.add_sessions(table, path, metrics)
             for virtual, name, real, epoch in _referenced_routes(snapshot.route_table, metrics):
-                route_labels: Labels = (
-                    ("common_name", name),
-                    ("real_address", real),
-                    ("status_path", path),
-                    ("virtual_address", virtual),
-                )
-                routes[route_labels] = max(routes.get(route_labels, 0), epoch)
+                labels: Labels = (
+                    ("common_name", name), ("real_address", real), ("status_path", path), ("virtual_address", virtual),
+                )  # fmt: skip
+                self.routes[labels] = max(self.routes.get(labels, 0), epoch)
 
-    lines: list[str] = []
-    for metric, help_text in sorted(KUMINA_CLIENT_COUNTERS.values()):
-        per_path = client_counters.get(metric)
-        if per_path:
-            lines += family(metric, "counter", help_text, [_kumina(metric, p, v) for p, v in sorted(per_path.items())])
-    # kumina's release 0.3.0 named this family openvpn_openvpn_server_connected_clients (a doubled prefix,
-    # fixed later upstream): dashboards exist for both spellings, so both are served.
-    for name in ("openvpn_openvpn_server_connected_clients", "openvpn_server_connected_clients"):
-        if connected:
+    def add_sessions(self, table: SessionTable, path: str, metrics: MetricsConfig) -> None:
+        """The byte counts of a table's established sessions, per kumina's connection labels."""
+        names, users, real, virtual = table.common_name, table.username, table.real_address, table.virtual_address
+        epochs, bytes_received, bytes_sent = table.connected_since_epoch, table.bytes_received, table.bytes_sent
+        received, sent = self.received, self.sent
+        for row in established_rows(names, metrics):
+            since = str(epochs[row]) if epochs[row] is not None else ""
+            labels: Labels = (
+                ("common_name", names[row]), ("connection_time", since), ("real_address", real[row]),
+                ("status_path", path), ("username", users[row]), ("virtual_address", virtual[row]),
+            )  # fmt: skip
+            received[labels] = received.get(labels, 0) + bytes_received[row]
+            sent[labels] = sent.get(labels, 0) + bytes_sent[row]
+
+    def lines(self) -> list[str]:
+        lines: list[str] = []
+        for metric, help_text in sorted(KUMINA_CLIENT_COUNTERS.values()):
+            per_path = self.client_counters.get(metric)
+            if per_path:
+                samples = [_kumina(metric, p, v) for p, v in sorted(per_path.items())]
+                lines += family(metric, "counter", help_text, samples)
+        # kumina's release 0.3.0 named this family openvpn_openvpn_server_connected_clients (a doubled prefix,
+        # fixed later upstream): dashboards exist for both spellings, so both are served.
+        for name in ("openvpn_openvpn_server_connected_clients", "openvpn_server_connected_clients"):
+            if self.connected:
+                samples = [_kumina(name, p, v) for p, v in sorted(self.connected.items())]
+                lines += family(name, "gauge", "Number Of Connected Clients", samples)
+        for name, help_text, values in (
+            ("openvpn_server_client_received_bytes_total",
+             "Amount of data received over a connection on the VPN server, in bytes.", self.received),
+            ("openvpn_server_client_sent_bytes_total",
+             "Amount of data sent over a connection on the VPN server, in bytes.", self.sent),
+        ):  # fmt: skip
+            if values:
+                lines += family(name, "counter", help_text, [sample(name, k, v) for k, v in sorted(values.items())])
+        if self.routes:
+            name = "openvpn_server_route_last_reference_time_seconds"
             lines += family(
-                name,
-                "gauge",
-                "Number Of Connected Clients",
-                [_kumina(name, p, v) for p, v in sorted(connected.items())],
-            )
-    for name, help_text, values in (
-        ("openvpn_server_client_received_bytes_total",
-         "Amount of data received over a connection on the VPN server, in bytes.", received),
-        ("openvpn_server_client_sent_bytes_total",
-         "Amount of data sent over a connection on the VPN server, in bytes.", sent),
-    ):  # fmt: skip
-        if values:
-            lines += family(name, "counter", help_text, [sample(name, k, v) for k, v in sorted(values.items())])
-    if routes:
-        name = "openvpn_server_route_last_reference_time_seconds"
+                name, "gauge", "Time at which a route was last referenced, in seconds.",
+                [sample(name, k, v) for k, v in sorted(self.routes.items())],
+            )  # fmt: skip
+        if self.updated:
+            name = "openvpn_status_update_time_seconds"
+            lines += family(
+                name, "gauge", "UNIX timestamp at which the OpenVPN statistics were updated.",
+                [_kumina(name, p, v) for p, v in sorted(self.updated.items())],
+            )  # fmt: skip
         lines += family(
-            name, "gauge", "Time at which a route was last referenced, in seconds.",
-            [sample(name, k, v) for k, v in sorted(routes.items())],
+            "openvpn_up", "gauge", "Whether scraping OpenVPN's metrics was successful.",
+            [_kumina("openvpn_up", p, v) for p, v in sorted(self.up.items())],
         )  # fmt: skip
-    if updated:
-        name = "openvpn_status_update_time_seconds"
-        lines += family(
-            name, "gauge", "UNIX timestamp at which the OpenVPN statistics were updated.",
-            [_kumina(name, p, v) for p, v in sorted(updated.items())],
-        )  # fmt: skip
-    lines += family(
-        "openvpn_up", "gauge", "Whether scraping OpenVPN's metrics was successful.",
-        [_kumina("openvpn_up", p, v) for p, v in sorted(up.items())],
-    )  # fmt: skip
-    return lines
-
-
-def _kumina_sessions(
-    table: SessionTable, path: str, metrics: MetricsConfig, received: dict[Labels, int], sent: dict[Labels, int]
-) -> None:
-    """Add the byte counts of a table's established sessions to kumina's per-connection series."""
-    names, users, real, virtual = table.common_name, table.username, table.real_address, table.virtual_address
-    epochs, bytes_received, bytes_sent = table.connected_since_epoch, table.bytes_received, table.bytes_sent
-    for row in established_rows(table.common_name, metrics):
-        since = str(epochs[row]) if epochs[row] is not None else ""
-        labels: Labels = (
-            ("common_name", names[row]), ("connection_time", since), ("real_address", real[row]),
-            ("status_path", path), ("username", users[row]), ("virtual_address", virtual[row]),
-        )  # fmt: skip
-        received[labels] = received.get(labels, 0) + bytes_received[row]
-        sent[labels] = sent.get(labels, 0) + bytes_sent[row]
+        return lines
 
 
 def _kumina(name: str, status_path: str, value: float) -> str:

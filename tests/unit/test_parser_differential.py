@@ -22,7 +22,7 @@ from exporter.parser.fast import parse_fast
 from tests.support.common import FIXTURES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from gen import StatusFile  # noqa: E402
+from gen import StatusFile
 
 Outcome = Snapshot | tuple[str, ...]
 
