@@ -1,7 +1,7 @@
 """The reference parser: every status text OpenVPN writes, read line by line. Read this module as the
 specification of the formats; the fast parser (fast.py) returns exactly what this one returns, or declines.
 
-The texts (see also /work/shared/reference/status-formats.md in the project's history, and the fixtures):
+The texts (tests/fixtures holds real ones of each kind):
 
 - status-version 1, OpenVPN's default: "OpenVPN CLIENT LIST", "Updated,<time>", the client header and rows,
   "ROUTING TABLE", the route header and rows, optionally "GLOBAL STATS" and its "name,value" lines, "END".
