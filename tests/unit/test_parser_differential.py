@@ -7,6 +7,7 @@ variants of them, and hypothesis-made status texts with the awkward values OpenV
 
 from __future__ import annotations
 
+import ast
 import random
 import sys
 from pathlib import Path
@@ -237,3 +238,16 @@ def test_generated_texts(texts: tuple[str, str], protocol: str) -> None:
     text, rewrite = texts
     previous = agree(text, protocol)
     agree(rewrite, protocol, previous)
+
+
+@pytest.mark.parametrize(("module", "other"), [("fast", "reference"), ("reference", "fast")])
+def test_the_two_parsers_never_import_each_other(module: str, other: str) -> None:
+    source = (Path(__file__).resolve().parents[2] / "exporter" / "parser" / f"{module}.py").read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            imported |= {node.module or ""} | {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+    assert "exporter.parser.common" in imported
+    assert f"exporter.parser.{other}" not in imported and "exporter.parser" not in imported
