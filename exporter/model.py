@@ -198,24 +198,27 @@ class LazyRouteTable(RouteTable):
 
     __slots__ = ("_build", "_built", "_length")
     _build: Callable[[], Sequence[Iterable[Any]]] | None
-    _built: dict[str, tuple[Any, ...]]
+    _built: dict[str, tuple[Any, ...]] | None  # every column, once built
     _length: int
 
     def __init__(self, length: int, build: Callable[[], Sequence[Iterable[Any]]]) -> None:
         object.__setattr__(self, "_length", length)
         object.__setattr__(self, "_build", build)
-        object.__setattr__(self, "_built", {})
+        object.__setattr__(self, "_built", None)
 
     def _column(self, name: str) -> tuple[Any, ...]:
         built = self._built
-        if not built:
+        if built is None:
             with _LAZY_LOCK:
                 build = self._build
                 if build is not None:  # else another thread built the columns meanwhile
-                    built.update(zip(Route._fields, RouteTable(build()).columns(), strict=True))
-                    if len(built["virtual_address"]) != self._length:
+                    columns = RouteTable(build()).columns()
+                    if len(columns[0]) != self._length:
                         raise ValueError("lazily built route table has the wrong length")
+                    object.__setattr__(self, "_built", dict(zip(Route._fields, columns, strict=True)))
                     object.__setattr__(self, "_build", None)  # frees the kept status text
+                built = self._built
+                assert built is not None
         return built[name]
 
     def __len__(self) -> int:
