@@ -212,8 +212,8 @@ def _client_table(
     if virtual is not None:  # from this parse's routes, which may have changed where the rows did not
         replaced["virtual_address"] = partial(raw.virtual, 0)
         replaced["virtual_ipv6_address"] = partial(raw.virtual, 1)
-    if previous is not None and previous.origin == origin:
-        return previous.sharing(replaced, texts, origin), True
+    if previous is not None and previous.origin == origin:  # keeps the previous text, this one is dropped
+        return previous.sharing(replaced, texts, previous.origin), True
     columns = raw.columns(block.rows)
     columns.update(replaced)
     return LazySessionTable(block.rows, columns, texts, origin), False
