@@ -117,6 +117,7 @@ def _inputs(big: bool) -> list[tuple[str, bytes]]:
 def _dump(inputs_path: str) -> dict[str, str]:
     """Runs inside the package under test."""
     from exporter.config import SESSION_LABELS, MetricsConfig
+
     try:
         from exporter.state import build_state
     except ImportError:  # a checkout from before exporter/state.py
