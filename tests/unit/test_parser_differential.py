@@ -20,7 +20,7 @@ from exporter.model import Snapshot
 from exporter.parser import StatusParseError, normalise_line_ends, parse_reference
 from exporter.parser.common import frame
 from exporter.parser.fast import parse_fast
-from tests.support.common import FIXTURES
+from tests.support.common import CAPTURED, FIXTURES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from gen import StatusFile
@@ -119,6 +119,66 @@ def torn_variants() -> list[tuple[str, bytes]]:
 def test_torn_variants(label: str, data: bytes) -> None:
     agree(data, "udp")
     agree(data.replace(b"\t", b","), "udp")
+
+
+V1 = (CAPTURED / "server-udp-status-v1.log").read_text()
+V3 = (CAPTURED / "server-udp-status-v3.log").read_text()
+
+
+def v1_edges() -> dict[str, str]:
+    stats = V1.index("GLOBAL STATS")
+    routing = V1.index("ROUTING TABLE")
+    route_rows = V1.index("\n", routing + len("ROUTING TABLE\n")) + 1
+    first_row = V1.index("\n", V1.index("Common Name")) + 1
+    return {
+        "no stats": V1[:stats] + "END\n",
+        "stats without lines": V1[:stats] + "GLOBAL STATS\nEND\n",
+        "a blank stat line": V1[:stats] + "GLOBAL STATS\n\nEND\n",
+        "no routing header": V1[:routing] + "ROUTING TABLE\n" + V1[stats:],
+        "no route rows": V1[:route_rows] + V1[stats:],
+        "routing table last": V1[:routing] + "ROUTING TABLE\nEND\n",
+        "no clients": V1[:first_row] + V1[routing:],
+        "stats before routes": V1[:routing] + "GLOBAL STATS\n" + V1[routing:stats] + "END\n",
+        "no routing table": V1[:routing] + V1[stats:],
+        "comma in a common name": V1.replace("client2,", "client,2,"),
+        "torn client row": V1.replace("client1,127.0.0.1:39394,", "39394,", 1),
+        "torn route row": V1.replace("10.81.0.4,client2,", "0.4,client2,", 1),
+        "route row with a comma": V1.replace("10.81.0.4,client2,", "10.81.0.4,client,2,", 1),
+        # One row a field short, another a field long: the comma total is right, the rows are not.
+        "short and long route rows": V1.replace("10.81.0.3,client1,", "client1,", 1).replace(
+            "10.81.0.4,client2,", "10.81.0.4,client2,x,", 1
+        ),
+        "no END": V1[: V1.rindex("END")],
+        "junk after END": V1 + "client1,127.0.0.1:1,1,1,2026-11-27 05:13:48\n",
+    }
+
+
+def v3_edges() -> dict[str, str]:
+    return {
+        "no route rows": "\n".join(line for line in V3.split("\n") if not line.startswith("ROUTING_TABLE\t")),
+        "torn client row": V3.replace("CLIENT_LIST\tclient2\t", "ent2\t", 1),
+        "two client rows on one line": V3.replace("\nCLIENT_LIST\tclient2\t", "\tCLIENT_LIST\tclient2\t", 1),
+        "a common name that is the row type": V3.replace("CLIENT_LIST\tclient2\t", "CLIENT_LIST\tCLIENT_LIST\t", 1),
+        "torn route row": V3.replace("ROUTING_TABLE\t10.81.0.3\t", "TABLE\t10.81.0.3\t", 1),
+        "short and long route rows": V3.replace("ROUTING_TABLE\t10.81.0.3\t", "ROUTING_TABLE\t", 1).replace(
+            "ROUTING_TABLE\t10.81.0.4\t", "ROUTING_TABLE\t10.81.0.4\tx\t", 1
+        ),
+        "client row after the routes": V3.replace(
+            "GLOBAL_STATS",
+            V3[V3.index("CLIENT_LIST\t") : V3.index("\n", V3.index("CLIENT_LIST\t")) + 1] + "GLOBAL_STATS",
+            1,
+        ),
+    }
+
+
+EDGES = {**{f"v1 {k}": v for k, v in v1_edges().items()}, **{f"v3 {k}": v for k, v in v3_edges().items()}}
+
+
+@pytest.mark.parametrize("label", sorted(EDGES))
+def test_section_edges(label: str) -> None:
+    """Sections at their edges and rows torn in the ways that keep a file's shape."""
+    agree(EDGES[label], "udp")
+    agree(EDGES[label].replace("\t", ","), "udp")
 
 
 # Hypothesis-made status texts.
