@@ -41,8 +41,10 @@ from exporter.parser.common import (
     RouteLayout,
     client_layout,
     epoch,
+    is_count,
     mixed_rows,
     normalise_time,
+    plausible_address,
     route_layout,
     server_snapshot,
     split_real_address,
@@ -258,18 +260,15 @@ def _client_columns(block: _Block, layout: ClientLayout) -> list[str] | None:
 
 
 def _valid_columns(columns: list[list[str]], joined: list[str], layout: ClientLayout) -> bool:
-    """What the reference accepts as it is (common.is_count, common.plausible_address), in ASCII: int()
-    and normalise_time() then cannot fail on any value later."""
+    """The reference's rules (common.is_count, common.plausible_address) over whole columns: every value
+    non-empty, and the rule holds for their concatenation. In ASCII only: int() and normalise_time() then
+    cannot fail on any value later."""
     for i in layout.counted:
-        if not all(columns[i]) or not joined[i].isascii() or not joined[i].replace("\n", "").isdigit():
+        if not all(columns[i]) or not joined[i].isascii() or not is_count(joined[i].replace("\n", "")):
             return False
     since = layout.connected_since
-    real = joined[layout.real_address]
-    return (since is None or joined[since].isascii()) and all(columns[layout.real_address]) and _no_space_or_comma(real)
-
-
-def _no_space_or_comma(text: str) -> bool:
-    return " " not in text and "," not in text
+    real = layout.real_address
+    return (since is None or joined[since].isascii()) and all(columns[real]) and plausible_address(joined[real])
 
 
 def _counters(joined: list[str], layout: ClientLayout) -> tuple[dict[str, str], dict[str, Any]]:
