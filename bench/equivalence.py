@@ -116,8 +116,12 @@ def _inputs(big: bool) -> list[tuple[str, bytes]]:
 
 def _dump(inputs_path: str) -> dict[str, str]:
     """Runs inside the package under test."""
-    from exporter.config import MetricsConfig
-    from exporter.hub import build_state
+    from exporter.config import SESSION_LABELS, MetricsConfig
+
+    try:
+        from exporter.state import build_state
+    except ImportError:  # a checkout from before exporter/state.py
+        from exporter.hub import build_state  # type: ignore[attr-defined,no-redef]
     from exporter.parser import StatusParseError, parse_status
     from exporter.sources.base import Reading
     from exporter.views.metrics import render_metrics
@@ -134,6 +138,8 @@ def _dump(inputs_path: str) -> dict[str, str]:
         MetricsConfig(),
         MetricsConfig(per_client=False),
         MetricsConfig(include=("user0*", "*laptop*"), exclude=("user00001*",)),
+        MetricsConfig(extended=True, kumina_compat=True, session_labels=tuple(SESSION_LABELS)),
+        MetricsConfig(extended=True, kumina_compat=True, exclude=("user00001*",)),
     ]
     with open(inputs_path, "rb") as handle:
         cases = json.loads(handle.read())

@@ -27,8 +27,9 @@ from exporter.churn import ChurnTracker
 from exporter.config import Config, ConfigError, load_config
 from exporter.headers import ResponseHeaders
 from exporter.heap import release_free_heap
-from exporter.hub import Hub, ServerState
+from exporter.hub import Hub
 from exporter.sources.base import Reading
+from exporter.state import ServerState
 from exporter.views.churnmetrics import ChurnCollector
 from exporter.views.metrics import MetricsView
 from exporter.views.pages import STYLESHEET_PATH, render_landing, render_sessions_page

@@ -54,6 +54,10 @@ class Route(NamedTuple):
     last_ref_epoch: int | None
 
 
+# Re-entrant: one lazy column's builder may read another column.
+_LAZY_LOCK = threading.RLock()
+
+
 def _columns_of(rows: Iterable[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
     columns = list(zip(*rows, strict=True))
     return columns if columns else [()] * width
@@ -171,7 +175,17 @@ class RouteTable:
         return f"RouteTable({len(self)} routes)"
 
 
-_LAZY_LOCK = threading.Lock()
+class _LazyColumn:
+    """A column of a lazy table, read like the plain tables' attributes: `table._column(name)` builds it on
+    first read and keeps it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, table: LazyRouteTable | LazySessionTable | None, owner: type | None = None) -> Any:
+        if table is None:
+            return self
+        return table._column(self.name)
 
 
 class LazyRouteTable(RouteTable):
@@ -182,26 +196,30 @@ class LazyRouteTable(RouteTable):
     validates the rows when it reads them and leaves the building to the first reader.
     """
 
-    __slots__ = ("_build", "_length")
+    __slots__ = ("_build", "_built", "_length")
     _build: Callable[[], Sequence[Iterable[Any]]] | None
+    _built: dict[str, tuple[Any, ...]] | None  # every column, once built
     _length: int
 
     def __init__(self, length: int, build: Callable[[], Sequence[Iterable[Any]]]) -> None:
         object.__setattr__(self, "_length", length)
         object.__setattr__(self, "_build", build)
+        object.__setattr__(self, "_built", None)
 
-    def __getattr__(self, name: str) -> Any:
-        # Reached only while a column slot is still unset (or for a name that is no column).
-        if name not in Route._fields:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        with _LAZY_LOCK:
-            build = self._build
-            if build is not None:
-                RouteTable.__init__(self, build())
-                if len(self.virtual_address) != self._length:
-                    raise ValueError("lazily built route table has the wrong length")
-                object.__setattr__(self, "_build", None)  # frees the kept status text
-        return object.__getattribute__(self, name)
+    def _column(self, name: str) -> tuple[Any, ...]:
+        built = self._built
+        if built is None:
+            with _LAZY_LOCK:
+                build = self._build
+                if build is not None:  # else another thread built the columns meanwhile
+                    columns = RouteTable(build()).columns()
+                    if len(columns[0]) != self._length:
+                        raise ValueError("lazily built route table has the wrong length")
+                    object.__setattr__(self, "_built", dict(zip(Route._fields, columns, strict=True)))
+                    object.__setattr__(self, "_build", None)  # frees the kept status text
+                built = self._built
+                assert built is not None
+        return built[name]
 
     def __len__(self) -> int:
         return self._length
@@ -217,8 +235,9 @@ class LazySessionTable(SessionTable):
     Equality, hash and repr go through the columns, so they are those of the fully built table.
     """
 
-    __slots__ = ("_builders", "_length", "_texts", "origin")
+    __slots__ = ("_builders", "_built", "_length", "_texts", "origin")
     _builders: dict[str, Callable[[], Iterable[Any]]]
+    _built: dict[str, tuple[Any, ...]]
     _length: int
     _texts: Mapping[str, str]
     origin: object
@@ -241,32 +260,31 @@ class LazySessionTable(SessionTable):
             if text.count("\n") + 1 != length:
                 raise ValueError(f"session table text column {name!r} has the wrong length")
         builders: dict[str, Callable[[], Iterable[Any]]] = {}
+        built: dict[str, tuple[Any, ...]] = {}
         for name in Session._fields:
             value = columns[name]
             if callable(value):
                 builders[name] = value
                 continue
-            values = tuple(value)
-            if len(values) != length:
+            built[name] = tuple(value)
+            if len(built[name]) != length:
                 raise ValueError("session table columns differ in length")
-            object.__setattr__(self, name, values)
         object.__setattr__(self, "_builders", builders)
+        object.__setattr__(self, "_built", built)
         object.__setattr__(self, "_length", length)
 
-    def __getattr__(self, name: str) -> Any:
-        # Reached only while a column slot is still unset (or for a name that is no column).
-        if name not in Session._fields:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        with _LAZY_SESSION_LOCK:
-            try:
-                return object.__getattribute__(self, name)  # another thread built it meanwhile
-            except AttributeError:
-                pass
-            values = tuple(self._builders[name]())
-            if len(values) != self._length:
-                raise ValueError(f"lazily built session column {name!r} has the wrong length")
-            object.__setattr__(self, name, values)
-            del self._builders[name]  # the last one gone frees the raw columns the builders kept
+    def _column(self, name: str) -> tuple[Any, ...]:
+        values = self._built.get(name)
+        if values is not None:
+            return values
+        with _LAZY_LOCK:
+            values = self._built.get(name)  # another thread may have built it meanwhile
+            if values is None:
+                values = tuple(self._builders[name]())
+                if len(values) != self._length:
+                    raise ValueError(f"lazily built session column {name!r} has the wrong length")
+                self._built[name] = values
+                del self._builders[name]  # the last one gone frees the raw columns the builders kept
         return values
 
     def __len__(self) -> int:
@@ -288,17 +306,18 @@ class LazySessionTable(SessionTable):
         (host/port splits, times, the views' layouts keyed on them) serve the next one as they are.
         """
         columns: dict[str, Iterable[Any] | Callable[[], Iterable[Any]]] = dict(replaced)
-        with _LAZY_SESSION_LOCK:  # a column being built now is either built or still a builder, never neither
+        with _LAZY_LOCK:  # a column being built now is either built or still a builder, never neither
             for name in Session._fields:
                 if name not in columns:
-                    try:
-                        columns[name] = object.__getattribute__(self, name)
-                    except AttributeError:
-                        columns[name] = self._builders[name]
+                    columns[name] = self._built[name] if name in self._built else self._builders[name]
         return LazySessionTable(self._length, columns, texts, origin)
 
 
-_LAZY_SESSION_LOCK = threading.RLock()  # re-entrant: one column's builder may read another column
+# The lazy tables read their columns through _LazyColumn, which takes the place of the plain tables' slots.
+for _name in Route._fields:
+    setattr(LazyRouteTable, _name, _LazyColumn(_name))
+for _name in Session._fields:
+    setattr(LazySessionTable, _name, _LazyColumn(_name))
 
 
 EMPTY_SESSIONS = SessionTable([()] * len(Session._fields))

@@ -17,13 +17,14 @@ No label value here changes while a session lasts: byte counts and timestamps ar
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from fnmatch import fnmatchcase
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 from exporter.config import MetricsConfig
-from exporter.hub import ServerState
-from exporter.model import Session
+from exporter.model import RouteTable, SessionTable
 from exporter.sources.base import Reading
+from exporter.state import ServerState
+from exporter.views.columns import established_count, established_rows, filtering, protocol_labels, wanted
 from exporter.views.exposition import family, sample
 
 Labels = tuple[tuple[str, str], ...]
@@ -69,13 +70,6 @@ KUMINA_CLIENT_COUNTERS = {
 }
 
 
-def wanted(common_name: str, metrics: MetricsConfig) -> bool:
-    """metrics.include / metrics.exclude, the same globs as on the contract's per-client families."""
-    if metrics.include and not any(fnmatchcase(common_name, p) for p in metrics.include):
-        return False
-    return not any(fnmatchcase(common_name, p) for p in metrics.exclude)
-
-
 def render_extra(state: ServerState, metrics: MetricsConfig) -> list[str]:
     """The opt-in families, as exposition lines; empty when both options are off."""
     lines: list[str] = []
@@ -86,32 +80,18 @@ def render_extra(state: ServerState, metrics: MetricsConfig) -> list[str]:
     return lines
 
 
-def _established(reading: Reading, metrics: MetricsConfig) -> Iterable[Session]:
-    """The sessions of a reading that per-client families may show: no handshakes, include/exclude applied."""
-    assert reading.snapshot is not None
-    filtering = bool(metrics.include or metrics.exclude)
-    for session in reading.snapshot.sessions:
-        if session.in_handshake or (filtering and not wanted(session.common_name, metrics)):
-            continue
-        yield session
-
-
-def _session_label(name: str, reading: Reading, session: Session) -> str:
+def _label_column(name: str, reading: Reading, table: SessionTable) -> Sequence[str]:
+    """The values of one `metrics.session_labels` label, one per row of the table."""
     if name == "client":
-        return f"{session.common_name}_{session.protocol or 'udp'}"
-    if name == "common_name":
-        return session.common_name
+        return [f"{cn}_{p}" for cn, p in zip(table.common_name, protocol_labels(table.protocol), strict=True)]
     if name == "protocol":
-        return session.protocol or "udp"
-    if name == "username":
-        return session.username
+        return protocol_labels(table.protocol)
     if name == "virtual_address":
-        return session.virtual_address or session.virtual_ipv6_address
-    if name == "real_address":
-        return session.real_address
+        return [v4 or v6 for v4, v6 in zip(table.virtual_address, table.virtual_ipv6_address, strict=True)]
     if name == "source":
-        return reading.name
-    return session.client_id  # "client_id": the config allows nothing else
+        return [reading.name] * len(table)
+    column: Sequence[str] = getattr(table, name)  # common_name, username, real_address, client_id
+    return column
 
 
 def _gauge_per_source(name: str, help_text: str, values: list[tuple[str, float]]) -> list[str]:
@@ -132,7 +112,7 @@ def extended_families(state: ServerState, metrics: MetricsConfig) -> list[str]:
         snapshot = reading.snapshot
         count = 0
         if up and snapshot is not None:
-            count = sum(1 for s in snapshot.sessions if not s.in_handshake)
+            count = established_count(snapshot.session_table)
         sessions_by_source.append((reading.name, count))
         if reading.last_update is not None:
             updated.append((reading.name, reading.last_update))
@@ -170,16 +150,20 @@ def _per_session(state: ServerState, metrics: MetricsConfig) -> list[str]:
     # label values -> [sessions, bytes received, bytes sent, earliest connected-since or None]
     merged: dict[tuple[str, ...], list[int | None]] = {}
     for reading in state.live_readings():
-        for session in _established(reading, metrics):
-            key = tuple(_session_label(n, reading, session) for n in names)
-            since = session.connected_since_epoch
+        assert reading.snapshot is not None
+        table = reading.snapshot.session_table
+        labels = [_label_column(n, reading, table) for n in names]
+        epochs, received, sent = table.connected_since_epoch, table.bytes_received, table.bytes_sent
+        for row in established_rows(table.common_name, metrics):
+            key = tuple(column[row] for column in labels)
+            since = epochs[row]
             entry = merged.get(key)
             if entry is None:
-                merged[key] = [1, session.bytes_received, session.bytes_sent, since]
+                merged[key] = [1, received[row], sent[row], since]
                 continue
             entry[0] = (entry[0] or 0) + 1
-            entry[1] = (entry[1] or 0) + session.bytes_received
-            entry[2] = (entry[2] or 0) + session.bytes_sent
+            entry[1] = (entry[1] or 0) + received[row]
+            entry[2] = (entry[2] or 0) + sent[row]
             if since is not None and (entry[3] is None or since < entry[3]):
                 entry[3] = since
     if not merged:
@@ -215,18 +199,11 @@ def _per_session(state: ServerState, metrics: MetricsConfig) -> list[str]:
 def _routes(state: ServerState, metrics: MetricsConfig) -> list[str]:
     # One route per virtual address within a source (OpenVPN keys its routing table by it).
     latest: dict[Labels, int] = {}
-    filtering = bool(metrics.include or metrics.exclude)
     for reading in state.live_readings():
         assert reading.snapshot is not None
-        for route in reading.snapshot.routes:
-            if route.last_ref_epoch is None or (filtering and not wanted(route.common_name, metrics)):
-                continue
-            labels = (
-                ("source", reading.name),
-                ("common_name", route.common_name),
-                ("virtual_address", route.virtual_address),
-            )
-            latest[labels] = max(latest.get(labels, 0), route.last_ref_epoch)
+        for virtual, name, _, epoch in _referenced_routes(reading.snapshot.route_table, metrics):
+            labels = (("source", reading.name), ("common_name", name), ("virtual_address", virtual))
+            latest[labels] = max(latest.get(labels, 0), epoch)
     if not latest:
         return []
     name = "ovpn_route_last_reference_timestamp_seconds"
@@ -236,96 +213,112 @@ def _routes(state: ServerState, metrics: MetricsConfig) -> list[str]:
     )  # fmt: skip
 
 
+def _referenced_routes(table: RouteTable, metrics: MetricsConfig) -> Iterator[tuple[str, str, str, int]]:
+    """(virtual address, common name, real address, last reference) of the routes with a Last Ref (time_t),
+    include/exclude applied to their common names."""
+    filtered = filtering(metrics)
+    columns = (table.virtual_address, table.common_name, table.real_address, table.last_ref_epoch)
+    for virtual, name, real, epoch in zip(*columns, strict=True):
+        if epoch is not None and not (filtered and not wanted(name, metrics)):
+            yield virtual, name, real, epoch
+
+
 def kumina_families(state: ServerState, metrics: MetricsConfig) -> list[str]:
     """kumina/openvpn_exporter's families. Label pairs print sorted by name, as its Go client does."""
-    up: dict[str, int] = {}
-    updated: dict[str, float] = {}
-    connected: dict[str, int] = {}
-    received: dict[Labels, int] = {}
-    sent: dict[Labels, int] = {}
-    routes: dict[Labels, int] = {}
-    client_counters: dict[str, dict[str, int]] = {}
-    filtering = bool(metrics.include or metrics.exclude)
+    series = _KuminaSeries()
     for reading, is_up in zip(state.readings, state.up_flags, strict=True):
+        series.add(reading, is_up, metrics)
+    return series.lines()
+
+
+@dataclass
+class _KuminaSeries:
+    """kumina's series over all readings, merged where two readings share a status path."""
+
+    up: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, float] = field(default_factory=dict)
+    connected: dict[str, int] = field(default_factory=dict)
+    received: dict[Labels, int] = field(default_factory=dict)
+    sent: dict[Labels, int] = field(default_factory=dict)
+    routes: dict[Labels, int] = field(default_factory=dict)
+    client_counters: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, reading: Reading, is_up: bool, metrics: MetricsConfig) -> None:
         path = reading.target
-        up[path] = max(up.get(path, 0), 1 if is_up else 0)
+        self.up[path] = max(self.up.get(path, 0), 1 if is_up else 0)
         if reading.last_update is not None:
-            updated[path] = max(updated.get(path, 0.0), reading.last_update)
+            self.updated[path] = max(self.updated.get(path, 0.0), reading.last_update)
         snapshot = reading.snapshot
         if not is_up or snapshot is None:
-            continue
+            return
         if snapshot.kind == "client":
             for stat, value in snapshot.client_stats:
                 if stat in KUMINA_CLIENT_COUNTERS:
-                    counters = client_counters.setdefault(KUMINA_CLIENT_COUNTERS[stat][0], {})
+                    counters = self.client_counters.setdefault(KUMINA_CLIENT_COUNTERS[stat][0], {})
                     counters[path] = counters.get(path, 0) + value
-            continue
-        count = 0
-        for session in snapshot.sessions:
-            if session.in_handshake:
-                continue
-            count += 1
-            if not metrics.per_client or (filtering and not wanted(session.common_name, metrics)):
-                continue
-            since = str(session.connected_since_epoch) if session.connected_since_epoch is not None else ""
-            labels: Labels = (
-                ("common_name", session.common_name), ("connection_time", since),
-                ("real_address", session.real_address), ("status_path", path), ("username", session.username),
-                ("virtual_address", session.virtual_address),
-            )  # fmt: skip
-            received[labels] = received.get(labels, 0) + session.bytes_received
-            sent[labels] = sent.get(labels, 0) + session.bytes_sent
-        connected[path] = connected.get(path, 0) + count
+            return
+        table = snapshot.session_table
+        self.connected[path] = self.connected.get(path, 0) + established_count(table)
         if metrics.per_client:
-            for route in snapshot.routes:
-                if route.last_ref_epoch is None or (filtering and not wanted(route.common_name, metrics)):
-                    continue
-                route_labels: Labels = (
-                    ("common_name", route.common_name), ("real_address", route.real_address),
-                    ("status_path", path), ("virtual_address", route.virtual_address),
+            self.add_sessions(table, path, metrics)
+            for virtual, name, real, epoch in _referenced_routes(snapshot.route_table, metrics):
+                labels: Labels = (
+                    ("common_name", name), ("real_address", real), ("status_path", path), ("virtual_address", virtual),
                 )  # fmt: skip
-                routes[route_labels] = max(routes.get(route_labels, 0), route.last_ref_epoch)
+                self.routes[labels] = max(self.routes.get(labels, 0), epoch)
 
-    lines: list[str] = []
-    for metric, help_text in sorted(KUMINA_CLIENT_COUNTERS.values()):
-        per_path = client_counters.get(metric)
-        if per_path:
-            lines += family(metric, "counter", help_text, [_kumina(metric, p, v) for p, v in sorted(per_path.items())])
-    # kumina's release 0.3.0 named this family openvpn_openvpn_server_connected_clients (a doubled prefix,
-    # fixed later upstream): dashboards exist for both spellings, so both are served.
-    for name in ("openvpn_openvpn_server_connected_clients", "openvpn_server_connected_clients"):
-        if connected:
+    def add_sessions(self, table: SessionTable, path: str, metrics: MetricsConfig) -> None:
+        """The byte counts of a table's established sessions, per kumina's connection labels."""
+        names, users, real, virtual = table.common_name, table.username, table.real_address, table.virtual_address
+        epochs, bytes_received, bytes_sent = table.connected_since_epoch, table.bytes_received, table.bytes_sent
+        received, sent = self.received, self.sent
+        for row in established_rows(names, metrics):
+            since = str(epochs[row]) if epochs[row] is not None else ""
+            labels: Labels = (
+                ("common_name", names[row]), ("connection_time", since), ("real_address", real[row]),
+                ("status_path", path), ("username", users[row]), ("virtual_address", virtual[row]),
+            )  # fmt: skip
+            received[labels] = received.get(labels, 0) + bytes_received[row]
+            sent[labels] = sent.get(labels, 0) + bytes_sent[row]
+
+    def lines(self) -> list[str]:
+        lines: list[str] = []
+        for metric, help_text in sorted(KUMINA_CLIENT_COUNTERS.values()):
+            per_path = self.client_counters.get(metric)
+            if per_path:
+                samples = [_kumina(metric, p, v) for p, v in sorted(per_path.items())]
+                lines += family(metric, "counter", help_text, samples)
+        # kumina's release 0.3.0 named this family openvpn_openvpn_server_connected_clients (a doubled prefix,
+        # fixed later upstream): dashboards exist for both spellings, so both are served.
+        for name in ("openvpn_openvpn_server_connected_clients", "openvpn_server_connected_clients"):
+            if self.connected:
+                samples = [_kumina(name, p, v) for p, v in sorted(self.connected.items())]
+                lines += family(name, "gauge", "Number Of Connected Clients", samples)
+        for name, help_text, values in (
+            ("openvpn_server_client_received_bytes_total",
+             "Amount of data received over a connection on the VPN server, in bytes.", self.received),
+            ("openvpn_server_client_sent_bytes_total",
+             "Amount of data sent over a connection on the VPN server, in bytes.", self.sent),
+        ):  # fmt: skip
+            if values:
+                lines += family(name, "counter", help_text, [sample(name, k, v) for k, v in sorted(values.items())])
+        if self.routes:
+            name = "openvpn_server_route_last_reference_time_seconds"
             lines += family(
-                name,
-                "gauge",
-                "Number Of Connected Clients",
-                [_kumina(name, p, v) for p, v in sorted(connected.items())],
-            )
-    for name, help_text, values in (
-        ("openvpn_server_client_received_bytes_total",
-         "Amount of data received over a connection on the VPN server, in bytes.", received),
-        ("openvpn_server_client_sent_bytes_total",
-         "Amount of data sent over a connection on the VPN server, in bytes.", sent),
-    ):  # fmt: skip
-        if values:
-            lines += family(name, "counter", help_text, [sample(name, k, v) for k, v in sorted(values.items())])
-    if routes:
-        name = "openvpn_server_route_last_reference_time_seconds"
+                name, "gauge", "Time at which a route was last referenced, in seconds.",
+                [sample(name, k, v) for k, v in sorted(self.routes.items())],
+            )  # fmt: skip
+        if self.updated:
+            name = "openvpn_status_update_time_seconds"
+            lines += family(
+                name, "gauge", "UNIX timestamp at which the OpenVPN statistics were updated.",
+                [_kumina(name, p, v) for p, v in sorted(self.updated.items())],
+            )  # fmt: skip
         lines += family(
-            name, "gauge", "Time at which a route was last referenced, in seconds.",
-            [sample(name, k, v) for k, v in sorted(routes.items())],
+            "openvpn_up", "gauge", "Whether scraping OpenVPN's metrics was successful.",
+            [_kumina("openvpn_up", p, v) for p, v in sorted(self.up.items())],
         )  # fmt: skip
-    if updated:
-        name = "openvpn_status_update_time_seconds"
-        lines += family(
-            name, "gauge", "UNIX timestamp at which the OpenVPN statistics were updated.",
-            [_kumina(name, p, v) for p, v in sorted(updated.items())],
-        )  # fmt: skip
-    lines += family(
-        "openvpn_up", "gauge", "Whether scraping OpenVPN's metrics was successful.",
-        [_kumina("openvpn_up", p, v) for p, v in sorted(up.items())],
-    )  # fmt: skip
-    return lines
+        return lines
 
 
 def _kumina(name: str, status_path: str, value: float) -> str:

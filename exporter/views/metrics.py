@@ -10,70 +10,40 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
-from itertools import chain, compress, islice, repeat
+from itertools import compress, islice, repeat
 from operator import add, eq, itemgetter
-from typing import TypeVar
 
 from exporter.config import MetricsConfig
-from exporter.hub import UNKNOWN_VERSION, ServerState
-from exporter.model import HANDSHAKE_CN, CounterName, SessionTable
+from exporter.model import HANDSHAKE_CN
+from exporter.state import UNKNOWN_VERSION, ServerState
+from exporter.views.columns import (
+    counter_text,
+    established_count,
+    established_rows,
+    filtering,
+    live_column,
+    live_tables,
+    protocol_labels,
+)
 from exporter.views.exposition import escape_label, family, sample
 
-_T = TypeVar("_T")
 _HEAD_END = '"} '
-
-
-def wanted(common_name: str, metrics: MetricsConfig) -> bool:
-    if metrics.include and not any(fnmatchcase(common_name, p) for p in metrics.include):
-        return False
-    return not any(fnmatchcase(common_name, p) for p in metrics.exclude)
-
-
-def live_tables(state: ServerState) -> list[SessionTable]:
-    """The session tables of the live readings, in reading order."""
-    return [r.snapshot.session_table for r in state.live_readings() if r.snapshot is not None]
-
-
-def live_column(tables: list[SessionTable], name: str) -> Sequence[_T]:
-    """One column over several tables: the table's own tuple when there is one table, no copy."""
-    if len(tables) == 1:
-        column: Sequence[_T] = getattr(tables[0], name)
-        return column
-    return list(chain.from_iterable(getattr(t, name) for t in tables))
-
-
-def counter_text(tables: list[SessionTable], name: CounterName) -> Sequence[str]:
-    """One counter column over several tables, as decimal text."""
-    if len(tables) == 1:
-        return tables[0].counter_text(name)
-    return list(chain.from_iterable(t.counter_text(name) for t in tables))
 
 
 def per_client_totals(state: ServerState, metrics: MetricsConfig) -> dict[str, list[int]]:
     """Byte totals by `client` label, read from the columns: no row objects."""
     totals: dict[str, list[int]] = {}
-    filtering = bool(metrics.include or metrics.exclude)
-    verdicts: dict[str, bool] = {}  # include/exclude per distinct CN (duplicate-cn repeats names)
     for table in live_tables(state):
-        for name, protocol, received, sent in zip(
-            table.common_name, table.protocol, table.bytes_received, table.bytes_sent, strict=True
-        ):
-            if name == HANDSHAKE_CN:
-                continue
-            if filtering:
-                keep = verdicts.get(name)
-                if keep is None:
-                    keep = verdicts[name] = wanted(name, metrics)
-                if not keep:
-                    continue
-            label = f"{name}_{protocol or 'udp'}"
+        names, protocols = table.common_name, protocol_labels(table.protocol)
+        received, sent = table.bytes_received, table.bytes_sent
+        for row in established_rows(names, metrics):
+            label = f"{names[row]}_{protocols[row]}"
             entry = totals.get(label)
             if entry is None:
-                totals[label] = [received, sent]
+                totals[label] = [received[row], sent[row]]
             else:
-                entry[0] += received
-                entry[1] += sent
+                entry[0] += received[row]
+                entry[1] += sent[row]
     return totals
 
 
@@ -87,7 +57,7 @@ def info_pairs(state: ServerState) -> list[tuple[str, str]]:
 
 
 def session_count(state: ServerState) -> int:
-    return sum(len(t) - t.common_name.count(HANDSHAKE_CN) for t in live_tables(state))
+    return sum(map(established_count, live_tables(state)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +101,7 @@ def client_layout(names: Sequence[str], protocols: Sequence[str]) -> ClientLayou
     """Sort the sessions by label and find the ones that share one, with C-level loops (map, sorted,
     compress); only sessions that share a label are visited one by one."""
     count = len(names)
-    labelled: Sequence[str] = protocols
-    if "" in protocols:
-        labelled = [p or "udp" for p in protocols]
+    labelled = protocol_labels(protocols)
     distinct = set(labelled)
     if len(distinct) == 1:  # one protocol (one source, the usual case): a concatenation, no tuples
         keys = list(map(add, names, repeat("_" + distinct.pop(), count)))
@@ -185,7 +153,7 @@ class MetricsView:
         """The series' heads (escaped `client` labels, sorted, each followed by `"} `) with their byte
         totals as decimal text."""
         metrics = self.metrics
-        if metrics.include or metrics.exclude:  # filtered: row by row (still over the columns)
+        if filtering(metrics):  # filtered: row by row (still over the columns)
             totals = per_client_totals(state, metrics)
             ordered = sorted(totals)
             heads = [escape_label(label) + _HEAD_END for label in ordered]

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from html import escape
 from itertools import chain, islice
 
-from exporter.hub import ServerState
 from exporter.model import HANDSHAKE_CN
-from exporter.views.metrics import live_tables
+from exporter.state import ServerState
+from exporter.views.columns import live_tables
 
 STYLESHEET_PATH = "/assets/style.css"
 # A browser table of 100,000 rows is tens of megabytes that nobody scrolls through; /sessions has them all.

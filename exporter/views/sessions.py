@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from json.encoder import encode_basestring_ascii
 
-from exporter.hub import ServerState
 from exporter.model import HANDSHAKE_CN, Session
-from exporter.views.metrics import counter_text, live_column, live_tables
+from exporter.state import ServerState
+from exporter.views.columns import counter_text, live_column, live_tables, protocol_label, protocol_labels
 
 
 def session_state(session: Session) -> str:
@@ -17,7 +17,7 @@ def session_state(session: Session) -> str:
 def session_row(server_name: str, session: Session) -> dict[str, str]:
     return {
         "server": server_name,
-        "protocol": session.protocol or "udp",
+        "protocol": protocol_label(session.protocol),
         "p1uniqueid": session.peer_id,
         "p2uniqueid": session.client_id,
         "state": session_state(session),
@@ -94,9 +94,7 @@ def render_sessions_json(state: ServerState) -> bytes:
         return live_column(tables, name)
 
     names = column("common_name")
-    protocols = column("protocol")
-    if "" in protocols:
-        protocols = [p or "udp" for p in protocols]
+    protocols = protocol_labels(column("protocol"))
     tunnel = column("virtual_address")
     if "" in tunnel:
         tunnel = [v4 or v6 for v4, v6 in zip(tunnel, column("virtual_ipv6_address"), strict=True)]

@@ -18,10 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from security.harness import status_v3
 
 from exporter.config import MetricsConfig
-from exporter.hub import build_state
 from exporter.model import Snapshot
 from exporter.parser import StatusParseError, parse_status
 from exporter.sources.base import Reading
+from exporter.state import build_state
 from exporter.views.metrics import render_metrics
 from exporter.views.pages import render_sessions_page
 from exporter.views.sessions import render_sessions_json

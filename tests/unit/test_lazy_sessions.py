@@ -1,4 +1,4 @@
-"""Session columns built on first use must read exactly like the ones the line-by-line parser builds."""
+"""Session columns built on first use must read exactly like the ones the reference parser builds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from exporter.model import LazySessionTable, SessionTable
-from exporter.parser import StatusParseError, parse_status
+from exporter.parser import StatusParseError, parse_reference, parse_status
 
 HEADER = (
     "HEADER,CLIENT_LIST,Common Name,Real Address,Virtual Address,Virtual IPv6 Address,Bytes Received,"
@@ -39,8 +39,7 @@ def row(cn: str, real: str, cid: int, since: str = "2026-11-27 07:00:00", user: 
 
 
 def line_by_line(text: str, protocol: str) -> SessionTable:
-    # A CR makes the text fast path step aside; the rows are then built one by one.
-    return parse_status(text.replace("\n", "\r\n"), protocol).session_table
+    return parse_reference(text, protocol).session_table
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from exporter.config import MetricsConfig
-from exporter.hub import ServerState, build_state
 from exporter.model import Snapshot
 from exporter.parser import parse_status
 from exporter.sources.base import Reading
+from exporter.state import ServerState, build_state
 from exporter.views.metrics import MetricsView, render_metrics
 from tests.support.common import CAPTURED
 

@@ -1,14 +1,38 @@
-"""The parser on real OpenVPN output (captured from 2.6.14) and files rebuilt from other versions."""
+"""The parser on real OpenVPN output (captured from 2.6.14) and files rebuilt from other versions, through
+the entry point and through the reference parser alone."""
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 
 import pytest
 
 from exporter.model import Snapshot
-from exporter.parser import StatusParseError, TornStatusError, normalise_time, parse_status, split_real_address
+from exporter.parser import (
+    StatusParseError,
+    TornStatusError,
+    normalise_line_ends,
+    normalise_time,
+    parse_reference,
+    parse_status,
+    split_real_address,
+)
 from tests.support.common import CAPTURED, FIXTURES, RECONSTRUCTED, management_block
+
+
+def reference(data: bytes | str, default_protocol: str = "") -> Snapshot:
+    """The reference parser alone, given what parse_status is given."""
+    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    return parse_reference(normalise_line_ends(text), default_protocol)
+
+
+@pytest.fixture(autouse=True, params=["parse_status", "parse_reference"])
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here runs twice: through the entry point (the fast parser where it applies) and through
+    the reference parser alone, so the reference is held to the same expectations on well-formed input."""
+    if request.param == "parse_reference":
+        monkeypatch.setattr(sys.modules[__name__], "parse_status", reference)
 
 
 def parse_file(path: str, protocol: str = "udp") -> Snapshot:

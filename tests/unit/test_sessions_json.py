@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.hub import ServerState, build_state
 from exporter.parser import parse_status
 from exporter.sources.base import Reading
+from exporter.state import ServerState, build_state
 from exporter.views.sessions import render_sessions_json, session_rows
 from tests.support.common import CAPTURED, FIXTURES
 
