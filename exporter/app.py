@@ -23,10 +23,11 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, load_config
+from exporter.config import Config
 from exporter.headers import ResponseHeaders
 from exporter.heap import release_free_heap
 from exporter.hub import Hub, ServerState
+from exporter.reload import Reloader
 from exporter.views.metrics import MetricsView
 from exporter.views.pages import STYLESHEET_PATH, render_landing, render_sessions_page
 from exporter.views.selfmetrics import ExporterCollector
@@ -116,7 +117,6 @@ class ExporterApp:
         self.ready = False
         self._trimmed_after: object = None  # the key of the last state whose parse was followed by a trim
         self._config_lock = threading.Lock()
-        self._reload_lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -133,6 +133,7 @@ class ExporterApp:
             ["path", "code"], registry=self.registry,
         )  # fmt: skip
         self.apply_config(config)
+        self.reloader = Reloader(config.path, self.apply_config)
         self.registry.register(ExporterCollector(lambda: self.hub.latest, __version__))
 
     def apply_config(self, config: Config) -> None:
@@ -151,17 +152,8 @@ class ExporterApp:
             old.close()
 
     def reload_config(self) -> tuple[bool, str]:
-        """Re-read the config file the running config came from. A bad file keeps the old config serving."""
-        with self._reload_lock:
-            path = self.config.path
-            try:
-                config = load_config(path)
-            except ConfigError as exc:
-                log.error("reload rejected, keeping the running configuration: %s", exc)
-                return False, str(exc)
-            self.apply_config(config)
-            log.info("configuration reloaded from %s", path)
-            return True, f"configuration reloaded from {path}"
+        """Re-read the config files the running config came from. A bad file keeps the old config serving."""
+        return self.reloader.reload("POST /-/reload")
 
     def _rendered(self, view: str, want_gzip: bool) -> tuple[bytes, bool]:
         hub, caches = self.hub, self._caches

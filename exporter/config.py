@@ -22,15 +22,13 @@ from exporter.schema import (
     flag,
     integer,
     items,
+    parse_duration,
     path,
     read_section,
     text,
     type_name,
 )
-from exporter.schema import (
-    parse_duration as parse_duration,
-)
-from exporter.yamlfile import parse_yaml, read_config_text, show
+from exporter.yamlfile import MAX_MESSAGE, clip, parse_yaml, read_config_text, show
 
 DEFAULT_SERVER_NAME = "openvpn-server"
 # OpenVPN's own default `status` refresh is 60 s and an idle server rewrites every ~10 s even with
@@ -156,7 +154,13 @@ TOP: Table = {
 
 def load_config(path: str | Path) -> Config:
     name = str(path)
-    return parse_config(read_config_text(name, "config file", "--config.file", ConfigError), name)
+    text = read_config_text(name, "config file", "--config.file", ConfigError)
+    try:
+        return parse_config(text, name)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a config fails one way only, whatever went wrong
+        raise ConfigError(clip(f"{name}: cannot be used: {type(exc).__name__}: {exc}", MAX_MESSAGE)) from None
 
 
 def parse_config(text: str, name: str = "exporter.yaml") -> Config:
@@ -211,3 +215,14 @@ def _check_port(target: str, where: str) -> None:
     host, sep, port = target.rpartition(":")
     if sep and port.isdigit() and "/" not in target and host and (len(port) > 5 or not 1 <= int(port) <= 65535):
         raise ConfigError(f"{where}: {show(target)}: the port must be from 1 to 65535")
+
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "MetricsConfig",
+    "SourceConfig",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+]
