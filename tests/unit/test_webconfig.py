@@ -21,8 +21,8 @@ from starlette.testclient import TestClient
 from exporter import auth as authmodule
 from exporter import webconfig
 from exporter.app import create_app
-from exporter.config import parse_config
 from exporter.auth import BasicAuth
+from exporter.config import parse_config
 from exporter.webconfig import ReloadingTLS, WebConfigError, parse_web_config, server_options
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
