@@ -4,9 +4,11 @@ serving.
 A bcrypt check costs milliseconds to seconds of CPU by design. They run in a small pool of their own
 (PASSWORD_WORKERS threads, at most PASSWORD_QUEUE more waiting), never in the pool that renders
 responses; a request that finds the queue full is refused at once with 429, so a flood of wrong
-passwords costs the attacker a connection each and good scrapes nothing. Good credentials are
-remembered (by a salted SHA-256 of user and password, in a bounded set) so that a scraper pays bcrypt
-once, not per scrape. The users are replaced as a whole on reload, forgetting what was remembered.
+passwords costs the attacker a connection each and good scrapes nothing. Refusals of given
+credentials are answered after a short pause, so that a guessing loop cannot turn the refusals
+themselves into load. Good credentials are remembered (by a salted SHA-256 of user and password, in a
+bounded set) so that a scraper pays bcrypt once, not per scrape. The users are replaced as a whole
+on reload, forgetting what was remembered.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ AUTH_CACHE_SIZE = 1024
 # bcrypt releases the GIL: two checks at a time leave the rest of the process its CPU on 2 cores.
 PASSWORD_WORKERS = 2
 PASSWORD_QUEUE = 8
+# A refusal (wrong password, or checks busy) is answered after this pause: it costs the server a timer,
+# and a loop of guesses goes at most this fast instead of as fast as the event loop can refuse.
+REFUSAL_DELAY = 0.25
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,8 @@ class BasicAuth:
         ]
         if status == 429:
             headers.append((b"retry-after", b"1"))
+        if credentials is not None:
+            await asyncio.sleep(REFUSAL_DELAY)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
