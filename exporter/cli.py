@@ -250,5 +250,6 @@ def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])
+    exporter.reloader.stop()
     log.info("stopped")
     return 0

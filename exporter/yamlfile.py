@@ -25,7 +25,7 @@ from yaml.resolver import Resolver
 MAX_CONFIG_BYTES = 1 << 20
 MAX_DEPTH = 64
 # Values the document may hold once every alias is expanded: the bound of any walk over it.
-MAX_EXPANDED_NODES = 250_000
+MAX_EXPANDED_NODES = 50_000
 MAX_NUMBER_CHARS = 64
 # What of a value or a parser message a one-line error may quote.
 MAX_QUOTED = 80
@@ -86,6 +86,7 @@ class BoundedLoader(Composer, _Parser, SafeConstructor, Resolver):  # type: igno
         Resolver.__init__(self)
         self._depth = 0
         self._sizes: dict[int, int] = {}  # id(node) -> values it holds once aliases are expanded
+        self._total = 0  # values of the document so far, aliases expanded
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
         alias = self.check_event(AliasEvent)
@@ -97,12 +98,15 @@ class BoundedLoader(Composer, _Parser, SafeConstructor, Resolver):  # type: igno
             node: Any = super().compose_node(parent, index)
         finally:
             self._depth -= 1
-        if id(node) in self._sizes:
-            return node  # type: ignore[no-any-return]
-        if alias:
+        if id(node) in self._sizes:  # an alias: the document holds its node once more, expanded
+            self._total += self._sizes[id(node)]
+        elif alias:
             raise _Refused(problem="an alias refers to a node that contains it", problem_mark=mark)
-        self._sizes[id(node)] = size = self._expanded_size(node)
-        if size > MAX_EXPANDED_NODES:
+        else:  # a new node: its children were counted as they were composed
+            self._sizes[id(node)] = self._expanded_size(node)
+            self._total += 1
+        # Counted as the document is read, so that a huge list is refused at its 50,001st value, not after.
+        if self._total > MAX_EXPANDED_NODES:
             raise _Refused(
                 problem=f"the document holds over {MAX_EXPANDED_NODES} values once aliases are expanded",
                 problem_mark=mark,

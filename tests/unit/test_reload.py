@@ -184,7 +184,10 @@ def test_every_hostile_config_by_sighup_and_post_keeps_the_old_one_serving(tmp_p
     config = tmp_path / "exporter.yaml"
     write_config(config, "alpha", reload_endpoint=True)
     huge = "ovpnudpstatus: /x\n" + "# padding\n" * 500_000  # 5 MB: refused by its size, off the loop
-    bad_texts = [(p.stem, p.read_bytes()) for p in BAD_CONFIGS] + [("five-megabytes", huge.encode())]
+    # Just under the size cap, and slow to read: about a second of parsing before the value cap refuses it.
+    values = "ovpnudpstatus: /x\nmetrics: {include: [" + "a, " * 330_000 + "a]}\n"
+    bad_texts = [(p.stem, p.read_bytes()) for p in BAD_CONFIGS]
+    bad_texts += [("five-megabytes", huge.encode()), ("a-megabyte-of-values", values.encode())]
     with ExporterProcess(config, tmp_path / "exporter.log") as proc, HealthWatch(proc.url) as health:
         for name, text in bad_texts:
             config.write_bytes(text)
