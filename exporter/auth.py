@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
+import queue
 import re
 import secrets
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import bcrypt
@@ -62,6 +64,42 @@ def _cost(hashed: bytes) -> str:
     return match.group(1) if match else "10"
 
 
+class _CheckPool:
+    """A few daemon threads that run password checks. Not a ThreadPoolExecutor: its threads are joined
+    at exit, and a check in progress (seconds at a high cost) would hold up a SIGTERM."""
+
+    def __init__(self, workers: int) -> None:
+        self._workers = workers
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], bool], asyncio.Future[bool]]] = queue.SimpleQueue()
+        self._started = False
+        self._lock = threading.Lock()
+
+    async def run(self, check: Callable[[], bool]) -> bool:
+        with self._lock:
+            if not self._started:
+                for i in range(self._workers):
+                    threading.Thread(target=self._work, name=f"password-check-{i}", daemon=True).start()
+                self._started = True
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._jobs.put((check, future))
+        return await future
+
+    def _work(self) -> None:
+        while True:
+            check, future = self._jobs.get()
+            try:
+                result = check()
+            except Exception:  # a check fails closed, whatever went wrong
+                result = False
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                future.get_loop().call_soon_threadsafe(_settle, future, result)
+
+
+def _settle(future: asyncio.Future[bool], result: bool) -> None:
+    if not future.done():  # the request may have gone away
+        future.set_result(result)
+
+
 class Passwords:
     """The users and the limiter of their password checks; `replace` swaps the users on reload."""
 
@@ -69,7 +107,7 @@ class Passwords:
         self._users = _generation(users)
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(PASSWORD_WORKERS + PASSWORD_QUEUE)
-        self._pool = ThreadPoolExecutor(PASSWORD_WORKERS, thread_name_prefix="password-check")
+        self._pool = _CheckPool(PASSWORD_WORKERS)
         self.refused = 0  # checks turned away because the queue was full
 
     @property
@@ -93,7 +131,7 @@ class Passwords:
             self.refused += 1
             return None
         try:
-            ok = await asyncio.get_running_loop().run_in_executor(self._pool, self.verify, user, password, users)
+            ok = await self._pool.run(lambda: self.verify(user, password, users))
         finally:
             self._slots.release()
         if ok:
