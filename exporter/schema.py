@@ -44,7 +44,7 @@ Table = Mapping[str, Key]
 
 def type_name(value: object) -> str:
     return {
-        str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "a list",
+        str: "a string", int: "a number", float: "a fractional number", bool: "a boolean", list: "a list",
         dict: "a mapping", type(None): "nothing",
     }.get(type(value), type(value).__name__)  # fmt: skip
 
