@@ -58,34 +58,40 @@ class Reloader:
     def reload(self, why: str) -> tuple[bool, str]:
         """Read and apply both files; (whether it was applied, the line to show)."""
         with self._lock:
-            try:
-                config = load_config(self.config_path)
-                apply_web = self.web.prepare() if self.web is not None else None
-                self.apply(config)
-                if apply_web is not None:
-                    apply_web()
-            except ConfigError as exc:
-                message = clip(str(exc), MAX_MESSAGE)
-            except Exception as exc:  # whatever it is, the running configuration keeps serving
-                message = clip(f"{self.config_path}: cannot be loaded: {type(exc).__name__}: {exc}", MAX_MESSAGE)
-            else:
-                names = " and ".join(self.paths())
-                log.info("configuration reloaded from %s (%s)", names, why)
-                return True, f"configuration reloaded from {names}"
+            return self._reload(why)
+
+    def _reload(self, why: str) -> tuple[bool, str]:
+        try:
+            config = load_config(self.config_path)
+            apply_web = self.web.prepare() if self.web is not None else None
+            self.apply(config)
+            if apply_web is not None:
+                apply_web()
+        except ConfigError as exc:
+            message = clip(str(exc), MAX_MESSAGE)
+        except Exception as exc:  # whatever it is, the running configuration keeps serving
+            message = clip(f"{self.config_path}: cannot be loaded: {type(exc).__name__}: {exc}", MAX_MESSAGE)
+        else:
+            names = " and ".join(self.paths())
+            log.info("configuration reloaded from %s (%s)", names, why)
+            return True, f"configuration reloaded from {names}"
         log.error("reload rejected, keeping the running configuration: %s", message)
         return False, message
 
     def request(self, why: str = "SIGHUP") -> None:
         """Reload in a thread of its own; safe to call from a signal handler. Requests made while one is
-        waiting to run are the same request: a burst of signals costs at most two reloads."""
+        waiting to run are the same request: a burst of signals costs at most two reloads at a time."""
         if self._requested:
             return
         self._requested = True
         threading.Thread(target=self._requested_reload, args=(why,), name="reload", daemon=True).start()
 
     def _requested_reload(self, why: str) -> None:
-        self._requested = False
-        self.reload(why)
+        with self._lock:
+            # Cleared once this reload may start, so that signals that come while another one runs start
+            # one thread between them, which reads the files after they stopped.
+            self._requested = False
+            self._reload(why)
 
     def watch(self, interval: Callable[[], float]) -> threading.Thread:
         """Poll the config files every `interval()` seconds (0: not now) and reload when one changed."""

@@ -284,3 +284,20 @@ def test_basic_auth_users_are_replaced_on_reload(tmp_path: Path) -> None:
         proc.signal(signal.SIGHUP)
         proc.wait_until(lambda: "the bcrypt cost is 99" in proc.output(), "the rejected reload")
         assert proc.http.get("/metrics", auth=("prom", "new-secret")).status_code == 200
+
+
+def test_a_burst_of_sighups_is_coalesced_and_the_last_file_applies(tmp_path: Path) -> None:
+    config = tmp_path / "exporter.yaml"
+    write_config(config, "alpha")
+    with ExporterProcess(config, tmp_path / "exporter.log") as proc:
+        write_config(config, "omega")
+        for _ in range(300):
+            proc.signal(signal.SIGHUP)
+        proc.wait_until(
+            lambda: {r["server"] for r in proc.http.get("/sessions").json()} == {"omega"}, "the burst to apply omega"
+        )
+        threads = int(next(line for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                           if line.startswith("Threads:")).split()[1])  # fmt: skip
+        assert threads < 60  # not a thread per signal
+        assert proc.output().count("configuration reloaded") < 300
+        assert proc.http.get("/-/healthy").status_code == 200
