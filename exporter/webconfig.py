@@ -13,7 +13,9 @@
 
 Certificate files are watched: a handshake after cert_file, key_file or client_ca_file changed on disk
 (cert-manager renewing a Secret, say) is served from a freshly loaded context, without a restart.
-Basic auth covers every path but the health endpoints, which Kubernetes probes call without credentials.
+Basic auth (exporter.auth) covers every path but the health endpoints, which Kubernetes probes call
+without credentials. The keys are declared as tables (exporter.schema), as exporter.yaml's are; a reload
+of the running server (WebRuntime) replaces the users and the TLS files.
 """
 
 from __future__ import annotations
