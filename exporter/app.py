@@ -24,10 +24,11 @@ from starlette.routing import Route
 
 from exporter import __version__
 from exporter.churn import ChurnTracker
-from exporter.config import Config, ConfigError, load_config
+from exporter.config import Config
 from exporter.headers import ResponseHeaders
 from exporter.heap import release_free_heap
 from exporter.hub import Hub
+from exporter.reload import Reloader
 from exporter.sources.base import Reading
 from exporter.state import ServerState
 from exporter.views.churnmetrics import ChurnCollector
@@ -120,7 +121,6 @@ class ExporterApp:
         self.ready = False
         self._trimmed_after: object = None  # the key of the last state whose parse was followed by a trim
         self._config_lock = threading.Lock()
-        self._reload_lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -137,6 +137,7 @@ class ExporterApp:
             ["path", "code"], registry=self.registry,
         )  # fmt: skip
         self.apply_config(config)
+        self.reloader = Reloader(config.path, self.apply_config)
         self.registry.register(ExporterCollector(lambda: self.hub.latest, __version__))
         # Churn counts outlive a reload: sources keep their names, so nothing restarts from a baseline.
         self.churn = ChurnTracker()
@@ -162,17 +163,8 @@ class ExporterApp:
         return None if state is None else (state.readings, state.taken_at)
 
     def reload_config(self) -> tuple[bool, str]:
-        """Re-read the config file the running config came from. A bad file keeps the old config serving."""
-        with self._reload_lock:
-            path = self.config.path
-            try:
-                config = load_config(path)
-            except ConfigError as exc:
-                log.error("reload rejected, keeping the running configuration: %s", exc)
-                return False, str(exc)
-            self.apply_config(config)
-            log.info("configuration reloaded from %s", path)
-            return True, f"configuration reloaded from {path}"
+        """Re-read the config files the running config came from. A bad file keeps the old config serving."""
+        return self.reloader.reload("POST /-/reload")
 
     def _rendered(self, view: str, want_gzip: bool) -> tuple[bytes, bool]:
         hub, caches = self.hub, self._caches

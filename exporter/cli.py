@@ -19,6 +19,8 @@ from exporter.prepare import DEFAULT_MODE, PrepareError, parse_group, parse_mode
 if TYPE_CHECKING:
     from starlette.middleware import Middleware
 
+    from exporter.app import ExporterApp
+
     # Imported where used, only with --web.config.file: TLS and basic auth (bcrypt, hmac, secrets)
     # cost memory that a plain sidecar never needs.
     from exporter.webconfig import WebConfig
@@ -200,6 +202,23 @@ def _load_web_config(path: str) -> WebConfig | None:
         raise UsageError(str(exc)) from None
 
 
+def _web_layers(exporter: ExporterApp, web: WebConfig | None) -> tuple[list[Middleware], dict[str, Any]]:
+    """The web config's middleware and server options; its users and TLS files reload with the config."""
+    if web is None:
+        return [], {}
+    from exporter.webconfig import WebRuntime
+
+    runtime = WebRuntime(web)
+    exporter.reloader.web = runtime
+    return runtime.middleware(), runtime.options()
+
+
+def _start_reloading(exporter: ExporterApp) -> None:
+    """SIGHUP reloads in a thread (never on the event loop); a watcher reloads when a file changes."""
+    signal.signal(signal.SIGHUP, lambda *_: exporter.reloader.request("SIGHUP"))
+    exporter.reloader.watch(lambda: exporter.config.config_check_interval)
+
+
 def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path: str, web: WebConfig | None) -> int:
     import uvicorn
 
@@ -208,14 +227,12 @@ def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path
 
     fix_mmap_threshold()
     exporter = ExporterApp(config, telemetry_path)
-    middleware: list[Middleware] = []
-    ssl_options: dict[str, Any] = {}
+    middleware, ssl_options = _web_layers(exporter, web)
     config_class: type[uvicorn.Config] = uvicorn.Config
     if web is not None:
-        from exporter.webconfig import ServerConfig, server_options
+        from exporter.webconfig import ServerConfig
 
-        middleware, ssl_options = server_options(web)
-        # ServerConfig: uvicorn's, with a TLS context that picks up renewed certificate files by itself.
+        # uvicorn's Config, with a TLS context that picks up renewed certificate files by itself.
         config_class = ServerConfig
     app = exporter.asgi(middleware)
     uv_config = config_class(
@@ -242,17 +259,11 @@ def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path
     for source in config.sources:
         log.info("source %s: %s %s (protocol %s)", source.name, source.kind, source.target, source.protocol)
 
-    def reload(*_: object) -> None:
-        try:
-            exporter.apply_config(load_config(config_path))
-            log.info("configuration reloaded from %s", config_path)
-        except ConfigError as exc:
-            log.error("reload rejected, keeping the running configuration: %s", exc)
-
-    signal.signal(signal.SIGHUP, reload)
+    _start_reloading(exporter)
     # uvicorn re-raises SIGTERM after its graceful shutdown; exiting 0 then is the clean stop Kubernetes expects.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])
+    exporter.reloader.stop()
     log.info("stopped")
     return 0

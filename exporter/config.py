@@ -1,7 +1,8 @@
 """exporter.yaml: load, validate, and turn into an immutable Config.
 
-Every problem becomes one ConfigError line naming the file, the key and what is wrong; the command
-line prints it and exits 2.
+The keys of each section are declared as tables (exporter.schema): a reader per key, with its type,
+bounds and default. Every problem becomes one ConfigError line naming the file, the key and what is
+wrong; the command line prints it and exits 2, a reload logs it and keeps the running configuration.
 """
 
 from __future__ import annotations
@@ -11,7 +12,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exporter.yamlfile import parse_yaml, read_config_text
+from exporter.schema import (
+    MAX_PATH,
+    ConfigError,
+    Key,
+    Table,
+    choice,
+    duration,
+    flag,
+    integer,
+    items,
+    parse_duration,
+    path,
+    read_section,
+    text,
+    type_name,
+)
+from exporter.yamlfile import MAX_MESSAGE, clip, parse_yaml, read_config_text, show
 
 DEFAULT_SERVER_NAME = "openvpn-server"
 # OpenVPN's own default `status` refresh is 60 s and an idle server rewrites every ~10 s even with
@@ -41,12 +58,10 @@ SESSION_LABELS = (
     "client_id",
 )
 DEFAULT_SESSION_LABELS: tuple[str, ...] = ("client",)
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
-
-
-class ConfigError(Exception):
-    """One line, fit to print as it is."""
+# How often the config files are checked for a change (a kubelet ConfigMap update, an edit).
+DEFAULT_CHECK_INTERVAL = 5.0
+MAX_SOURCES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +82,7 @@ class MetricsConfig:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     session_labels: tuple[str, ...] = DEFAULT_SESSION_LABELS
-    client_reconnects: bool = False  # ovpn_client_reconnects_total on /prom: one series per client
+    client_reconnects: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,42 +94,75 @@ class Config:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     enable_reload_endpoint: bool = False
+    config_check_interval: float = DEFAULT_CHECK_INTERVAL  # seconds; 0 turns the check off
 
 
-def parse_duration(value: object, where: str) -> float:
-    """Seconds from a number or a Prometheus-style duration ("90s", "3m", "500ms")."""
-    if isinstance(value, bool):
-        raise ConfigError(f'{where}: expected a duration such as 180, "90s" or "3m", got {value!r}')
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value.strip())):
-        number, unit = float(match.group(1)), match.group(2) or "s"
-        seconds = number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
-    else:
-        raise ConfigError(f'{where}: expected a duration such as 180, "90s" or "3m", got {value!r}')
-    if seconds < 0:
-        raise ConfigError(f"{where}: must not be negative, got {value!r}")
-    return seconds
+def _session_label(value: Any, where: str) -> str:
+    if value not in SESSION_LABELS:
+        raise ConfigError(f"{where}: {show(value)} is not a session label (choose from {', '.join(SESSION_LABELS)})")
+    return str(value)
 
 
-def _type_name(value: object) -> str:
-    return {
-        str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "a list",
-        dict: "a mapping", type(None): "nothing",
-    }.get(type(value), type(value).__name__)  # fmt: skip
+def _session_labels(value: Any, where: str) -> tuple[str, ...]:
+    chosen: tuple[str, ...] = items("a list of label names", _session_label, unique=True)(value, where)
+    if not chosen:
+        raise ConfigError(f"{where}: must name at least one label (per_client: false drops them)")
+    return chosen
 
 
-def _expect(value: Any, kind: type | tuple[type, ...], where: str, what: str) -> Any:
-    if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else ()):
-        raise ConfigError(f"{where}: expected {what}, got {_type_name(value)}")
-    if not isinstance(value, kind):
-        raise ConfigError(f"{where}: expected {what}, got {_type_name(value)}")
-    return value
+_PATTERNS = items("a list of glob patterns", text("glob pattern strings", limit=256))
+METRICS: Table = {
+    "per_client": Key(flag, True),
+    "extended": Key(flag, False),
+    "kumina_compat": Key(flag, False),
+    "include": Key(_PATTERNS, ()),
+    "exclude": Key(_PATTERNS, ()),
+    "session_labels": Key(_session_labels, DEFAULT_SESSION_LABELS),
+    "client_reconnects": Key(flag, False),
+}
+SOURCE: Table = {
+    "name": Key(text("a string", limit=128, numbers=True), required="every source needs a name"),
+    "path": Key(path("a file path or glob")),
+    "management": Key(path("a socket path or host:port")),
+    "protocol": Key(choice(*PROTOCOLS), "auto"),
+    "password_file": Key(path()),
+    # A whole management conversation must fit well inside a scrape; 0 would fail every one.
+    "timeout": Key(duration(0.01, 300), 5.0),
+}
+
+
+def _metrics(value: Any, where: str) -> MetricsConfig:
+    return MetricsConfig(**read_section(value, METRICS, where, f"{where}."))
+
+
+def _sources(value: Any, where: str) -> tuple[SourceConfig, ...]:
+    entries = items("a list of sources", lambda entry, _: entry, limit=MAX_SOURCES)(value, where)
+    return tuple(_source(entry, f"{where}[{i}]") for i, entry in enumerate(entries))
+
+
+TOP: Table = {
+    # An empty value leaves a source unconfigured, as the original did.
+    **{key: Key(text("a file path", limit=MAX_PATH), "") for key in LEGACY_FILE_KEYS},
+    "server_name": Key(text("a string", limit=256, numbers=True), DEFAULT_SERVER_NAME),
+    "sources": Key(_sources, ()),
+    # Finite; at most about 300 years, which some tests use as "never stale".
+    "stale_after": Key(duration(0, 1e10, zero=True), DEFAULT_STALE_AFTER),
+    "max_file_bytes": Key(integer("a number of bytes", 1, 1 << 32), DEFAULT_MAX_FILE_BYTES),
+    "metrics": Key(_metrics, MetricsConfig()),
+    "enable_reload_endpoint": Key(flag, False),
+    "config_check_interval": Key(duration(0.1, 3600, zero=True), DEFAULT_CHECK_INTERVAL),
+}
 
 
 def load_config(path: str | Path) -> Config:
     name = str(path)
-    return parse_config(read_config_text(name, "config file", "--config.file", ConfigError), name)
+    text = read_config_text(name, "config file", "--config.file", ConfigError)
+    try:
+        return parse_config(text, name)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a config fails one way only, whatever went wrong
+        raise ConfigError(clip(f"{name}: cannot be used: {type(exc).__name__}: {exc}", MAX_MESSAGE)) from None
 
 
 def parse_config(text: str, name: str = "exporter.yaml") -> Config:
@@ -122,31 +170,21 @@ def parse_config(text: str, name: str = "exporter.yaml") -> Config:
     if raw is None:
         raise ConfigError(f"{name}: the config is empty: configure at least one status source")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{name}: expected a mapping of keys at the top, got {_type_name(raw)}")
-
-    known = {
-        *LEGACY_FILE_KEYS, "server_name", "sources", "stale_after", "max_file_bytes", "metrics",
-        "enable_reload_endpoint",
-    }  # fmt: skip
-    for key in raw:
-        if key not in known:
-            hint = _suggest(str(key), known)
-            raise ConfigError(f"{name}: {key}: unknown key{hint}")
-
-    sources: list[SourceConfig] = []
+        raise ConfigError(f"{name}: expected a mapping of keys at the top, got {type_name(raw)}")
+    values = read_section(raw, TOP, name, f"{name}: ")
+    legacy: list[SourceConfig] = []
     for key, (source_name, protocol) in LEGACY_FILE_KEYS.items():
-        if key not in raw or raw[key] in (None, ""):
-            continue  # an empty value leaves the source unconfigured, as the original did
-        value = _expect(raw[key], str, f"{name}: {key}", "a file path")
-        if any(s.name == source_name for s in sources):
-            raise ConfigError(f"{name}: {key}: the {source_name} status file is configured twice")
-        sources.append(SourceConfig(source_name, "file", value, protocol))
+        target = values.pop(key)
+        if target:
+            if any(s.name == source_name for s in legacy):
+                raise ConfigError(f"{name}: {key}: the {source_name} status file is configured twice")
+            legacy.append(SourceConfig(source_name, "file", target, protocol))
+    sources = (*legacy, *values.pop("sources"))
+    _check_names(sources, name)
+    return Config(path=name, sources=sources, **values)
 
-    if "sources" in raw and raw["sources"] is not None:
-        entries = _expect(raw["sources"], list, f"{name}: sources", "a list of sources")
-        for i, entry in enumerate(entries):
-            sources.append(_parse_source(entry, f"{name}: sources[{i}]"))
 
+def _check_names(sources: tuple[SourceConfig, ...], name: str) -> None:
     seen: set[str] = set()
     for source in sources:
         if source.name in seen:
@@ -157,117 +195,36 @@ def parse_config(text: str, name: str = "exporter.yaml") -> Config:
             f"{name}: no status source configured: set ovpntcpstatus, ovpnudpstatus, ovpn_status or sources"
         )
 
-    server_name = DEFAULT_SERVER_NAME
-    if raw.get("server_name") is not None:
-        server_name = str(_expect(raw["server_name"], (str, int, float), f"{name}: server_name", "a string"))
-    stale_after = DEFAULT_STALE_AFTER
-    if raw.get("stale_after") is not None:
-        stale_after = parse_duration(raw["stale_after"], f"{name}: stale_after")
-    max_bytes = DEFAULT_MAX_FILE_BYTES
-    if raw.get("max_file_bytes") is not None:
-        max_bytes = _expect(raw["max_file_bytes"], int, f"{name}: max_file_bytes", "a number of bytes")
-        if max_bytes <= 0:
-            raise ConfigError(f"{name}: max_file_bytes: must be positive, got {max_bytes}")
-    reload_endpoint = False
-    if raw.get("enable_reload_endpoint") is not None:
-        reload_endpoint = _expect(
-            raw["enable_reload_endpoint"], bool, f"{name}: enable_reload_endpoint", "true or false"
-        )
-    metrics = _parse_metrics(raw.get("metrics"), f"{name}: metrics")
-    return Config(
-        path=name,
-        server_name=server_name,
-        sources=tuple(sources),
-        stale_after=stale_after,
-        max_file_bytes=max_bytes,
-        metrics=metrics,
-        enable_reload_endpoint=reload_endpoint,
-    )
 
-
-def _suggest(key: str, known: set[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(key, sorted(known), n=1)
-    return f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(sorted(known))})"
-
-
-def _parse_source(raw: object, where: str) -> SourceConfig:
-    entry: dict[str, Any] = _expect(raw, dict, where, "a mapping with name and path (or management)")
-    known = {"name", "path", "management", "protocol", "password_file", "timeout"}
-    for key in entry:
-        if key not in known:
-            raise ConfigError(f"{where}: {key}: unknown key{_suggest(str(key), known)}")
-    if "name" not in entry:
-        raise ConfigError(f"{where}: name: missing; every source needs a name")
-    name = str(_expect(entry["name"], (str, int), f"{where}: name", "a string"))
+def _source(raw: object, where: str) -> SourceConfig:
+    values = read_section(raw, SOURCE, where, f"{where}: ")
+    name = values["name"]
     if not _NAME.match(name):
-        raise ConfigError(f"{where}: name: {name!r} may hold only letters, digits, '_', '.', ':' and '-'")
-    has_path, has_mgmt = "path" in entry, "management" in entry
-    if has_path == has_mgmt:
+        raise ConfigError(f"{where}: name: {show(name)} may hold only letters, digits, '_', '.', ':' and '-'")
+    if (values["path"] is None) == (values["management"] is None):
         raise ConfigError(f"{where}: set exactly one of path (a status file) or management (a socket)")
-    kind = "file" if has_path else "management"
-    target = _expect(entry["path" if has_path else "management"], str, f"{where}: {kind}", "a string")
-    if not target:
-        raise ConfigError(f"{where}: {'path' if has_path else 'management'}: must not be empty")
-    protocol = entry.get("protocol", "auto")
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"{where}: protocol: expected one of tcp, udp, auto, got {protocol!r}")
-    password_file = ""
-    if entry.get("password_file") is not None:
-        if kind != "management":
-            raise ConfigError(f"{where}: password_file: only a management source has a password")
-        password_file = _expect(entry["password_file"], str, f"{where}: password_file", "a file path")
-    timeout = 5.0
-    if entry.get("timeout") is not None:
-        timeout = parse_duration(entry["timeout"], f"{where}: timeout")
-        if timeout <= 0:
-            raise ConfigError(f"{where}: timeout: must be positive")
-    return SourceConfig(name, kind, target, protocol, password_file, timeout)
+    kind = "file" if values["path"] is not None else "management"
+    target = values["path"] if kind == "file" else values["management"]
+    if values["password_file"] is not None and kind != "management":
+        raise ConfigError(f"{where}: password_file: only a management source has a password")
+    if kind == "management":
+        _check_port(target, f"{where}: management")
+    return SourceConfig(name, kind, target, values["protocol"], values["password_file"] or "", values["timeout"])
 
 
-def _parse_metrics(raw: object, where: str) -> MetricsConfig:
-    if raw is None:
-        return MetricsConfig()
-    section: dict[str, Any] = _expect(raw, dict, where, "a mapping")
-    known = {"per_client", "extended", "kumina_compat", "include", "exclude", "session_labels", "client_reconnects"}
-    for key in section:
-        if key not in known:
-            raise ConfigError(f"{where}.{key}: unknown key{_suggest(str(key), known)}")
+def _check_port(target: str, where: str) -> None:
+    # The management source's rule (sources.management.parse_target): `host:port`, no '/', is TCP.
+    host, sep, port = target.rpartition(":")
+    if sep and port.isdigit() and "/" not in target and host and (len(port) > 5 or not 1 <= int(port) <= 65535):
+        raise ConfigError(f"{where}: {show(target)}: the port must be from 1 to 65535")
 
-    def flag(key: str, default: bool) -> bool:
-        value = section.get(key)
-        return default if value is None else bool(_expect(value, bool, f"{where}.{key}", "true or false"))
 
-    def patterns(key: str) -> tuple[str, ...]:
-        value = section.get(key)
-        if value is None:
-            return ()
-        items = _expect(value, list, f"{where}.{key}", "a list of glob patterns")
-        return tuple(str(_expect(p, str, f"{where}.{key}", "glob pattern strings")) for p in items)
-
-    session_labels = DEFAULT_SESSION_LABELS
-    if section.get("session_labels") is not None:
-        items = _expect(section["session_labels"], list, f"{where}.session_labels", "a list of label names")
-        chosen: list[str] = []
-        for item in items:
-            if item not in SESSION_LABELS:
-                raise ConfigError(
-                    f"{where}.session_labels: {item!r} is not a session label (choose from {', '.join(SESSION_LABELS)})"
-                )
-            if item in chosen:
-                raise ConfigError(f"{where}.session_labels: {item!r} is listed twice")
-            chosen.append(item)
-        if not chosen:
-            raise ConfigError(f"{where}.session_labels: must name at least one label (per_client: false drops them)")
-        session_labels = tuple(chosen)
-
-    return MetricsConfig(
-        per_client=flag("per_client", True),
-        extended=flag("extended", False),
-        kumina_compat=flag("kumina_compat", False),
-        include=patterns("include"),
-        exclude=patterns("exclude"),
-        session_labels=session_labels,
-        client_reconnects=flag("client_reconnects", False),
-    )
+__all__ = [
+    "Config",
+    "ConfigError",
+    "MetricsConfig",
+    "SourceConfig",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+]

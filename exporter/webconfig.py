@@ -13,45 +13,46 @@
 
 Certificate files are watched: a handshake after cert_file, key_file or client_ca_file changed on disk
 (cert-manager renewing a Secret, say) is served from a freshly loaded context, without a restart.
-Basic auth covers every path but the health endpoints, which Kubernetes probes call without credentials.
+Basic auth (exporter.auth) covers every path but the health endpoints, which Kubernetes probes call
+without credentials. The keys are declared as tables (exporter.schema), as exporter.yaml's are; a reload
+of the running server (WebRuntime) replaces the users and the TLS files.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import logging
 import os
 import re
-import secrets
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import bcrypt
 import uvicorn
-from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
+from exporter.auth import BCRYPT_HASH, BasicAuth, Passwords
 from exporter.headers import ResponseHeaders
-from exporter.yamlfile import parse_yaml, read_config_text
+from exporter.schema import ConfigError, Key, Table, choice, flag, items, mapping, path, read_section, unsupported
+from exporter.yamlfile import MAX_MESSAGE, clip, parse_yaml, read_config_text, show
 
 log = logging.getLogger("openvpn_exporter")
 
-REALM = "openvpn-exporter"
-UNAUTHENTICATED_PATHS = frozenset({"/-/healthy", "/-/ready"})
 # Go's exporter-toolkit names, and what Python's ssl module can do with each.
 CLIENT_AUTH_TYPES = {
     "NoClientCert": ssl.CERT_NONE,
     # Go would ask for a certificate and never check it; nothing uses it, so not asking is equivalent.
     "RequestClientCert": ssl.CERT_NONE,
+    # Go requires a certificate without checking it; Python's TLS cannot require one without verifying
+    # it, so this requires one verified against client_ca_file: stricter, never weaker.
+    "RequireAnyClientCert": ssl.CERT_REQUIRED,
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
+_ANY_HINT = dict.fromkeys(CLIENT_AUTH_TYPES, "") | {
+    "RequireAnyClientCert": " (Python's TLS verifies every certificate it requires)"
 }
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -75,14 +76,12 @@ CIPHER_SUITES = {
     "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
     "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
 }
-_BCRYPT_HASH = re.compile(r"^\$2[aby]?\$(\d\d)\$[./A-Za-z0-9]{53}$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-# Successful checks remembered so that a scrape every few seconds does not cost a bcrypt each time.
-AUTH_CACHE_SIZE = 1024
+MAX_USERS = 1000
 
 
-class WebConfigError(Exception):
-    """One line naming the web config file and the key: printed as is, exit 2."""
+class WebConfigError(ConfigError):
+    """One line naming the web config file and the key: printed as is, exit 2 (or a rejected reload)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,151 +114,107 @@ def load_web_config(path: str) -> WebConfig:
 
 
 def parse_web_config(text: str, path: str = "web-config.yml") -> WebConfig:
-    raw = parse_yaml(text, path, WebConfigError)
-    if raw is None:
-        raw = {}  # an empty file is valid for the toolkit: plain HTTP, no auth
-    section = _mapping(raw, path, "")
-    _known(section, {"tls_server_config", "http_server_config", "basic_auth_users"}, path, "")
-    web = WebConfig(
-        path=path,
-        tls=_parse_tls(section.get("tls_server_config"), path),
-        users=_parse_users(section.get("basic_auth_users"), path),
-        headers=_parse_http(section.get("http_server_config"), path),
-    )
-    if web.tls is not None:
-        # Fail at start, with the key named, rather than at the first handshake.
-        build_ssl_context(web.tls, path)
+    try:
+        raw = parse_yaml(text, path, ConfigError)
+        values = read_section({} if raw is None else raw, TOP, path, f"{path}: ")  # empty: plain HTTP, no auth
+        web = WebConfig(path, values["tls_server_config"], values["basic_auth_users"], values["http_server_config"])
+        if web.tls is not None:
+            # Fail at start, with the key named, rather than at the first handshake.
+            build_ssl_context(web.tls, path)
+    except WebConfigError:
+        raise
+    except ConfigError as exc:
+        raise WebConfigError(str(exc)) from None
+    except Exception as exc:  # a config fails one way only, whatever went wrong
+        raise WebConfigError(clip(f"{path}: cannot be used: {type(exc).__name__}: {exc}", MAX_MESSAGE)) from None
     return web
 
 
-def _mapping(value: object, path: str, key: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        where = f"{path}: {key}" if key else path
-        raise WebConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-    return value
-
-
-def _known(section: dict[str, Any], known: set[str], path: str, prefix: str) -> None:
-    for key in section:
-        if key not in known:
-            raise WebConfigError(f"{path}: {prefix}{key}: unknown key (known: {', '.join(sorted(known))})")
-
-
-def _string(section: dict[str, Any], key: str, path: str, prefix: str) -> str:
-    value = section.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise WebConfigError(f"{path}: {prefix}{key}: expected a string, got {type(value).__name__}")
-    return value
-
-
-def _parse_tls(raw: object, path: str) -> TLSSettings | None:
-    if raw is None:
-        return None
-    prefix = "tls_server_config."
-    section = _mapping(raw, path, "tls_server_config")
-    unsupported = {"cert", "key", "client_ca", "client_allowed_sans", "curve_preferences"}
-    supported = {
-        "cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version", "max_version",
-        "cipher_suites", "prefer_server_cipher_suites",
-    }  # fmt: skip
-    for key in section:
-        if key in unsupported:
-            raise WebConfigError(f"{path}: {prefix}{key}: not supported by openvpn-exporter")
-    _known(section, supported, path, prefix)
-    values = {
-        key: _string(section, key, path, prefix) for key in supported - {"cipher_suites", "prefer_server_cipher_suites"}
-    }
-    for key in ("cert_file", "key_file"):
-        if not values[key]:
-            raise WebConfigError(f"{path}: {prefix}{key}: missing; TLS needs both cert_file and key_file")
-    base = str(Path(path).parent)
+def _tls(raw: object, where: str) -> TLSSettings:
+    path = where.rpartition(": ")[0]
+    values = read_section(raw, TLS_TABLE, where, f"{where}.")
     for key in ("cert_file", "key_file", "client_ca_file"):
         # The toolkit resolves relative paths against the web config file's directory.
         if values[key] and not os.path.isabs(values[key]):
-            values[key] = os.path.join(base, values[key])
-
-    auth = values["client_auth_type"] or ("RequireAndVerifyClientCert" if values["client_ca_file"] else "NoClientCert")
-    if auth == "RequireAnyClientCert":
-        raise WebConfigError(
-            f"{path}: {prefix}client_auth_type: RequireAnyClientCert (a certificate nobody verifies) is not "
-            "supported; use RequireAndVerifyClientCert with client_ca_file"
-        )
-    if auth not in CLIENT_AUTH_TYPES:
-        raise WebConfigError(f"{path}: {prefix}client_auth_type: {auth!r} is not one of {', '.join(CLIENT_AUTH_TYPES)}")
-    if CLIENT_AUTH_TYPES[auth] != ssl.CERT_NONE and not values["client_ca_file"]:
-        raise WebConfigError(f"{path}: {prefix}client_ca_file: missing; {auth} needs the CA that signs clients")
-    for key in ("min_version", "max_version"):
-        if values[key] and values[key] not in TLS_VERSIONS:
-            raise WebConfigError(f"{path}: {prefix}{key}: {values[key]!r} is not one of {', '.join(TLS_VERSIONS)}")
-    min_version = values["min_version"] or "TLS12"
-    if values["max_version"] and TLS_VERSIONS[values["max_version"]] < TLS_VERSIONS[min_version]:
-        raise WebConfigError(f"{path}: {prefix}max_version: {values['max_version']} is below min_version {min_version}")
-
-    ciphers = ""
-    suites = section.get("cipher_suites")
-    if suites is not None:
-        if not isinstance(suites, list) or not all(isinstance(s, str) for s in suites):
-            raise WebConfigError(f"{path}: {prefix}cipher_suites: expected a list of cipher suite names")
-        unknown = [s for s in suites if s not in CIPHER_SUITES]
-        if unknown:
-            raise WebConfigError(f"{path}: {prefix}cipher_suites: unknown or unsupported suite {unknown[0]!r}")
-        ciphers = ":".join(CIPHER_SUITES[s] for s in suites)
-    prefer = section.get("prefer_server_cipher_suites")
-    if prefer is not None and not isinstance(prefer, bool):
-        raise WebConfigError(f"{path}: {prefix}prefer_server_cipher_suites: expected true or false")
+            values[key] = os.path.join(os.path.dirname(path), values[key])
+    ca, ciphers = values.pop("client_ca_file"), values.pop("cipher_suites")
+    del values["prefer_server_cipher_suites"]  # accepted; the server's order is always preferred
+    auth = values.pop("client_auth_type") or ("RequireAndVerifyClientCert" if ca else "NoClientCert")
+    if CLIENT_AUTH_TYPES[auth] != ssl.CERT_NONE and not ca:
+        raise ConfigError(f"{where}.client_ca_file: missing; {auth} needs the CA that signs clients{_ANY_HINT[auth]}")
+    if values["max_version"] and TLS_VERSIONS[values["max_version"]] < TLS_VERSIONS[values["min_version"]]:
+        raise ConfigError(f"{where}.max_version: {values['max_version']} is below min_version {values['min_version']}")
     return TLSSettings(
-        cert_file=values["cert_file"],
-        key_file=values["key_file"],
-        client_auth_type=auth,
-        client_ca_file=values["client_ca_file"],
-        min_version=min_version,
-        max_version=values["max_version"],
-        ciphers=ciphers,
+        values["cert_file"],
+        values["key_file"],
+        auth,
+        ca,
+        values["min_version"],
+        values["max_version"],
+        ":".join(CIPHER_SUITES[s] for s in ciphers),
     )
 
 
-def _parse_users(raw: object, path: str) -> dict[str, bytes]:
-    if raw is None:
-        return {}
-    section = _mapping(raw, path, "basic_auth_users")
+def _users(raw: object, where: str) -> dict[str, bytes]:
+    section = mapping(raw, where)
+    if len(section) > MAX_USERS:
+        raise ConfigError(f"{where}: more than {MAX_USERS} users")
     users: dict[str, bytes] = {}
     for user, hashed in section.items():
-        where = f"{path}: basic_auth_users.{user}"
-        if not isinstance(user, str) or not user or ":" in user:
-            raise WebConfigError(f"{where}: a user name must be a non-empty string without ':'")
-        if not isinstance(hashed, str) or not _BCRYPT_HASH.match(hashed):
-            raise WebConfigError(
-                f"{where}: expected a bcrypt hash ($2b$..., 60 characters), as `htpasswd -nBC 10 {user}` "
+        name = f"{where}.{clip(str(user))}"
+        if not isinstance(user, str) or not user or ":" in user or len(user) > 256:
+            raise ConfigError(f"{name}: a user name must be a non-empty string without ':'")
+        match = BCRYPT_HASH.match(hashed) if isinstance(hashed, str) else None
+        if match is None:
+            raise ConfigError(
+                f"{name}: expected a bcrypt hash ($2b$..., 60 characters), as `htpasswd -nBC 10 {clip(user, 40)}` "
                 "or Python's bcrypt.hashpw() print"
             )
-        users[user] = hashed.encode()
+        if not 4 <= int(match.group(1)) <= 31:
+            raise ConfigError(f"{name}: the bcrypt cost is {match.group(1)}; it must be from 04 to 31")
+        users[user] = match.group(0).encode()
     return users
 
 
-def _parse_http(raw: object, path: str) -> tuple[tuple[str, str], ...]:
-    if raw is None:
-        return ()
-    prefix = "http_server_config."
-    section = _mapping(raw, path, "http_server_config")
-    _known(section, {"headers", "http2"}, path, prefix)
-    if section.get("http2") is not None and not isinstance(section["http2"], bool):
-        raise WebConfigError(f"{path}: {prefix}http2: expected true or false")  # accepted; HTTP/1.1 is served
-    headers = section.get("headers")
-    if headers is None:
-        return ()
-    table = _mapping(headers, path, f"{prefix}headers")
+def _header(value: object, where: str) -> tuple[tuple[str, str], ...]:
+    table = mapping(value, where)
     result = []
-    for name, value in table.items():
-        if not isinstance(name, str) or not _HEADER_NAME.match(name):
-            raise WebConfigError(f"{path}: {prefix}headers: {name!r} is not a valid header name")
-        if not isinstance(value, str) or any(c in value for c in "\r\n\x00"):
-            raise WebConfigError(f"{path}: {prefix}headers.{name}: expected a one-line string")
+    for name, text in table.items():
+        if not isinstance(name, str) or not _HEADER_NAME.match(name) or len(name) > 256:
+            raise ConfigError(f"{where}: {show(name)} is not a valid header name")
+        if not isinstance(text, str) or any(c in text for c in "\r\n\x00") or len(text) > 4096:
+            raise ConfigError(f"{where}.{name}: expected a one-line string")
         if name.lower() in ("authorization", "www-authenticate", "content-length", "content-type", "set-cookie"):
-            raise WebConfigError(f"{path}: {prefix}headers.{name}: this header cannot be set")
-        result.append((name, value))
+            raise ConfigError(f"{where}.{name}: this header cannot be set")
+        result.append((name, text))
     return tuple(result)
+
+
+def _http(raw: object, where: str) -> tuple[tuple[str, str], ...]:
+    headers: tuple[tuple[str, str], ...] = read_section(raw, HTTP_TABLE, where, f"{where}.")["headers"]
+    return headers
+
+
+_NOT_SUPPORTED = unsupported("not supported by openvpn-exporter")
+_VERSION = choice(*TLS_VERSIONS)
+TLS_TABLE: Table = {
+    # First, so that an inline `cert` is named before the missing cert_file it stands for.
+    **{key: Key(_NOT_SUPPORTED) for key in ("cert", "key", "client_ca", "client_allowed_sans", "curve_preferences")},
+    "cert_file": Key(path(), required="TLS needs both cert_file and key_file"),
+    "key_file": Key(path(), required="TLS needs both cert_file and key_file"),
+    "client_auth_type": Key(choice(*CLIENT_AUTH_TYPES), ""),
+    "client_ca_file": Key(path(), ""),
+    "min_version": Key(_VERSION, "TLS12"),
+    "max_version": Key(_VERSION, ""),
+    "cipher_suites": Key(items("a list of cipher suite names", choice(*CIPHER_SUITES), unique=True), ()),
+    "prefer_server_cipher_suites": Key(flag, True),
+}
+HTTP_TABLE: Table = {"headers": Key(_header, ()), "http2": Key(flag, False)}  # http2 accepted; HTTP/1.1 is served
+TOP: Table = {
+    "tls_server_config": Key(_tls),
+    "http_server_config": Key(_http, ()),
+    "basic_auth_users": Key(_users, {}),
+}
 
 
 # ---------------------------------------------------------------------------------------------------- TLS
@@ -353,6 +308,13 @@ class ReloadingTLS:
             log.info("TLS certificate reloaded from %s", self.tls.cert_file)
             return fresh
 
+    def replace(self, tls: TLSSettings, context: ssl.SSLContext) -> None:
+        """New files (from a reloaded web config), with the context already loaded from them."""
+        with self._lock:
+            self.tls = tls
+            self.current, self._stamp, self._failed_stamp = context, self._files_stamp(), None
+            self.reloads += 1
+
     def _on_hello(
         self, connection: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, ctx: ssl.SSLContext
     ) -> None:
@@ -374,126 +336,67 @@ class ServerConfig(uvicorn.Config):
             self.ssl = self.reloading_tls.context
 
 
-# --------------------------------------------------------------------------------------------- basic auth
+class WebRuntime:
+    """The web config in a running server. A reload replaces the users and the TLS files (and so the
+    certificate, key and client CA); the rest is fixed when connections are set up, so a change there is
+    refused with a line saying a restart applies it."""
+
+    def __init__(self, web: WebConfig) -> None:
+        self.web = web
+        self.passwords = Passwords(web.users)
+        self.tls = ReloadingTLS(web.tls, web.path) if web.tls is not None else None
+
+    def middleware(self) -> list[Middleware]:
+        """Outermost first. BasicAuth is there even with no users, so that a reload can add some."""
+        middleware = [Middleware(ResponseHeaders, headers=self.web.headers)] if self.web.headers else []
+        if self.web.users and self.web.tls is None:
+            log.warning("basic auth without TLS: passwords cross the network in clear text (%s)", self.web.path)
+        return [*middleware, Middleware(BasicAuth, users=self.passwords)]
+
+    def options(self) -> dict[str, Any]:
+        return {"reloading_tls": self.tls} if self.tls is not None else {}
+
+    def prepare(self) -> Callable[[], None]:
+        """Read the file again; the change to apply, or WebConfigError and nothing changed."""
+        web = load_web_config(self.web.path)
+        _check_reloadable(self.web, web)
+        context = build_ssl_context(web.tls, web.path) if web.tls is not None else None
+
+        def apply() -> None:
+            self.passwords.replace(web.users)
+            if self.tls is not None and web.tls is not None and context is not None:
+                self.tls.replace(web.tls, context)
+            self.web = web
+
+        return apply
 
 
-class BasicAuth:
-    """HTTP basic auth for every path but the health endpoints.
-
-    The user name is compared with hmac.compare_digest against every configured name, and an unknown
-    name still costs one bcrypt check against a dummy hash of the same cost, so neither the time nor
-    the answer tells a configured name from another. Good credentials are remembered by a salted
-    SHA-256 of (user, password) so that scrapes do not pay bcrypt each time; failures are never cached.
-    """
-
-    def __init__(self, app: ASGIApp, users: dict[str, bytes]) -> None:
-        self.app = app
-        self.users = users
-        self._salt = secrets.token_bytes(32)
-        self._cache: set[bytes] = set()
-        self._cache_lock = threading.Lock()
-        rounds = max((int(_cost(h)) for h in users.values()), default=10)
-        self._dummy = bcrypt.hashpw(secrets.token_bytes(16).hex().encode(), bcrypt.gensalt(rounds))
-        self._challenge = [
-            (b"www-authenticate", f'Basic realm="{REALM}"'.encode()),
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"cache-control", b"no-store"),
-        ]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in UNAUTHENTICATED_PATHS:
-            await self.app(scope, receive, send)
-            return
-        credentials = _credentials(scope)
-        if credentials is not None and await self._accept(*credentials):
-            await self.app(scope, receive, send)
-            return
-        body = b"Unauthorized\n"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [*self._challenge, (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    async def _accept(self, user: bytes, password: bytes) -> bool:
-        key = hashlib.sha256(self._salt + len(user).to_bytes(4, "big") + user + password).digest()
-        with self._cache_lock:
-            if key in self._cache:
-                return True
-        ok = await run_in_threadpool(self.verify, user, password)
-        if ok:
-            with self._cache_lock:
-                if len(self._cache) >= AUTH_CACHE_SIZE:
-                    self._cache.clear()  # bounded: a flood of distinct good logins cannot grow memory
-                self._cache.add(key)
-        return ok
-
-    def verify(self, user: bytes, password: bytes) -> bool:
-        """The uncached check: constant-time name match, then exactly one bcrypt whatever the name."""
-        hashed = self._dummy
-        found = False
-        for name, candidate in self.users.items():
-            if hmac.compare_digest(name.encode(), user):
-                hashed, found = candidate, True
-        try:
-            matches = bcrypt.checkpw(password, hashed)
-        except ValueError:
-            return False
-        return found and matches
-
-
-def _cost(hashed: bytes) -> str:
-    match = _BCRYPT_HASH.match(hashed.decode())
-    return match.group(1) if match else "10"
-
-
-def _credentials(scope: Scope) -> tuple[bytes, bytes] | None:
-    header = b""
-    for name, value in scope.get("headers", ()):
-        if name == b"authorization":
-            header = value
-            break
-    scheme, _, encoded = header.strip().partition(b" ")
-    if scheme.lower() != b"basic" or not encoded:
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    user, sep, password = decoded.partition(b":")
-    if not sep:
-        return None
-    # bcrypt looks at 72 bytes at most; a longer password must not be accepted for its prefix.
-    if len(password) > 72:
-        return None
-    return user, password
+def _check_reloadable(old: WebConfig, new: WebConfig) -> None:
+    restart = "; restart the exporter to apply it"
+    if (old.tls is None) != (new.tls is None):
+        raise WebConfigError(f"{new.path}: tls_server_config: TLS cannot be turned on or off by a reload{restart}")
+    if old.tls is not None and new.tls is not None:
+        for key in ("client_auth_type", "min_version", "max_version", "ciphers"):
+            if getattr(old.tls, key) != getattr(new.tls, key):
+                name = "cipher_suites" if key == "ciphers" else key
+                raise WebConfigError(f"{new.path}: tls_server_config.{name}: changed{restart}")
+    if old.headers != new.headers:
+        raise WebConfigError(f"{new.path}: http_server_config.headers: changed{restart}")
 
 
 def server_options(web: WebConfig) -> tuple[list[Middleware], dict[str, Any]]:
     """Middleware for the app (outermost first) and keyword arguments for ServerConfig."""
-    middleware: list[Middleware] = []
-    if web.headers:
-        middleware.append(Middleware(ResponseHeaders, headers=web.headers))
-    if web.users:
-        middleware.append(Middleware(BasicAuth, users=web.users))
-        if web.tls is None:
-            log.warning("basic auth without TLS: passwords cross the network in clear text (%s)", web.path)
-    options: dict[str, Any] = {}
-    if web.tls is not None:
-        options["reloading_tls"] = ReloadingTLS(web.tls, web.path)
-    return middleware, options
+    runtime = WebRuntime(web)
+    return runtime.middleware(), runtime.options()
 
 
 __all__ = [
-    "BasicAuth",
     "ReloadingTLS",
     "ServerConfig",
     "TLSSettings",
     "WebConfig",
     "WebConfigError",
+    "WebRuntime",
     "build_ssl_context",
     "load_web_config",
     "parse_web_config",

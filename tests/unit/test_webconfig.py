@@ -18,10 +18,12 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from exporter import auth as authmodule
 from exporter import webconfig
 from exporter.app import create_app
+from exporter.auth import BasicAuth
 from exporter.config import parse_config
-from exporter.webconfig import BasicAuth, ReloadingTLS, WebConfigError, parse_web_config, server_options
+from exporter.webconfig import ReloadingTLS, WebConfigError, parse_web_config, server_options
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 HARNESS = Path(__file__).resolve().parents[1] / "security" / "harness.py"
@@ -63,7 +65,10 @@ def test_empty_file_means_plain_http_without_auth() -> None:
     web = parse_web_config("", "w.yml")
     assert web.tls is None
     assert web.users == {}
-    assert server_options(web) == ([], {})
+    middleware, options = server_options(web)
+    assert options == {}
+    # The basic-auth layer is there, with no users, so that a reload can add some; it lets all through.
+    assert [m.cls for m in middleware] == [BasicAuth]
 
 
 def test_users_parsed_and_client_ca_defaults_to_require_and_verify(tmp_path: Path) -> None:
@@ -81,21 +86,24 @@ def test_users_parsed_and_client_ca_defaults_to_require_and_verify(tmp_path: Pat
         ("basic_auth_user: {}\n", r"w\.yml: basic_auth_user: unknown key"),
         ("tls_server_config:\n  cert_file: a\n", r"tls_server_config\.key_file: missing"),
         ("tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: Sometimes\n",
-         r"tls_server_config\.client_auth_type: 'Sometimes' is not one of"),
+         r"tls_server_config\.client_auth_type: expected one of NoClientCert, .*, got 'Sometimes'"),
         ("tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAnyClientCert\n",
-         r"client_auth_type: RequireAnyClientCert .* not supported"),
+         r"tls_server_config\.client_ca_file: missing; RequireAnyClientCert needs the CA .* verifies every"),
         ("tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: VerifyClientCertIfGiven\n",
          r"tls_server_config\.client_ca_file: missing"),
         ("tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS14\n",
-         r"tls_server_config\.min_version: 'TLS14'"),
+         r"tls_server_config\.min_version: expected one of TLS10, TLS11, TLS12, TLS13, got 'TLS14'"),
         ("tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS13\n  max_version: TLS12\n",
          r"max_version: TLS12 is below min_version TLS13"),
         ("tls_server_config:\n  cert_file: a\n  key_file: b\n  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n",
-         r"cipher_suites: unknown or unsupported suite"),
+         r"cipher_suites: expected one of TLS_ECDHE_.*, got 'TLS_RSA_WITH_RC4_128_SHA'"),
         ("tls_server_config:\n  cert: inline\n", r"tls_server_config\.cert: not supported"),
         ("basic_auth_users:\n  prom: plaintext\n", r"basic_auth_users\.prom: expected a bcrypt hash"),
         ("basic_auth_users:\n  'a:b': '" + HASH + "'\n", r"basic_auth_users\.a:b: a user name"),
         ("basic_auth_users: [prom]\n", r"basic_auth_users: expected a mapping"),
+        ("basic_auth_users:\n  prom: '$2b$03$" + HASH[7:] + "'\n", r"basic_auth_users\.prom: the bcrypt cost is 03"),
+        ("basic_auth_users:\n  prom: '$2b$99$" + HASH[7:] + "'\n", r"basic_auth_users\.prom: the bcrypt cost is 99"),
+        ("basic_auth_users:\n  prom: x\n  prom: y\n", r"w\.yml: line 3, column 3: the key 'prom' appears twice"),
         ("http_server_config:\n  headers:\n    Set-Cookie: x\n", r"headers\.Set-Cookie: this header cannot"),
         ("key: [unclosed\n", r"w\.yml: line 2, column 1: YAML syntax error"),
     ],
@@ -166,7 +174,7 @@ def test_good_credentials_cached_failures_never(
         calls.append(hashed)
         return real(password, hashed)
 
-    monkeypatch.setattr(webconfig.bcrypt, "checkpw", counting)
+    monkeypatch.setattr(authmodule.bcrypt, "checkpw", counting)
     for _ in range(5):
         assert client.get("/metrics", headers=basic("prom", PASSWORD)).status_code == 200
     assert len(calls) == 1
@@ -176,7 +184,7 @@ def test_good_credentials_cached_failures_never(
     # An unknown user still pays exactly one bcrypt, against the dummy hash of the same cost.
     assert client.get("/metrics", headers=basic("nobody", "bad")).status_code == 401
     assert len(calls) == 5
-    assert calls[-1] == auth._dummy
+    assert calls[-1] == auth.passwords._users.dummy
     assert calls[-1][:7] == HASH.encode()[:7]  # "$2b$04$": same algorithm and cost
 
 
@@ -186,7 +194,7 @@ def test_unknown_user_costs_as_much_as_a_wrong_password(guarded: tuple[TestClien
     def timed(user: bytes) -> float:
         started = time.perf_counter()
         for _ in range(20):
-            assert not auth.verify(user, b"wrong")
+            assert not auth.passwords.verify(user, b"wrong")
         return time.perf_counter() - started
 
     known, unknown = timed(b"prom"), timed(b"mallory")
@@ -195,11 +203,11 @@ def test_unknown_user_costs_as_much_as_a_wrong_password(guarded: tuple[TestClien
 
 def test_cache_is_bounded(guarded: tuple[TestClient, BasicAuth], monkeypatch: pytest.MonkeyPatch) -> None:
     client, auth = guarded
-    monkeypatch.setattr(webconfig, "AUTH_CACHE_SIZE", 3)
-    monkeypatch.setattr(auth, "verify", lambda user, password: True)
+    monkeypatch.setattr(authmodule, "AUTH_CACHE_SIZE", 3)
+    monkeypatch.setattr(auth.passwords, "verify", lambda user, password, users: True)
     for i in range(10):
         assert client.get("/metrics", headers=basic("prom", f"p{i}")).status_code == 200
-    assert len(auth._cache) <= 3
+    assert len(auth.passwords._users.good) <= 3
 
 
 # ----------------------------------------------------------------------------------- response headers
