@@ -1,9 +1,10 @@
 """The OpenVPN management interface as a source: connect, (authenticate), `version`, `status 3`, `quit`.
 
 OpenVPN serves one management client at a time and makes every other one wait, so the socket is never
-held between refreshes: a refresh connects, asks, says `quit` and closes. Every step (connect, greeting,
-password, each command) has its own deadline of `timeout` seconds, so a server that trickles bytes cannot
-hold a scrape for longer than a few timeouts.
+held between refreshes: a refresh connects, asks, says `quit` and closes. One deadline of `timeout` seconds
+bounds the whole conversation (connect, greeting, password and every command together), so a server that
+answers each step just in time, or trickles bytes, or never stops talking, costs one `timeout` at most; and
+a reply is capped in bytes well under the container's memory limit.
 
 Real-time notifications (lines starting with `>`, e.g. `>CLIENT:ESTABLISHED,...`) can arrive at any
 moment, interleaved with command output: they are skipped. A command's output ends only at a line that is
@@ -30,8 +31,9 @@ log = logging.getLogger("openvpn_exporter")
 PASSWORD_PROMPT = b"ENTER PASSWORD:"
 PASSWORD_OK = "SUCCESS: password is correct"  # noqa: S105 (the protocol's reply, not a secret)
 VERSION_PREFIX = "OpenVPN Version: "
-# A status 3 reply of 100,000 sessions is ~20 MB; anything far beyond that is not OpenVPN talking.
-MAX_REPLY_BYTES = 256 * 1024 * 1024
+# A status 3 reply of 100,000 sessions is ~25 MB. The reply is held as lines, then joined and parsed, a
+# few times its size at the peak: 48 MiB keeps that peak well under the chart's 256 Mi memory limit.
+MAX_REPLY_BYTES = 48 * 1024 * 1024
 _RECV = 65536
 
 
@@ -59,33 +61,33 @@ def version_from_reply(line: str) -> str:
 
 
 class _Conversation:
-    """One connection's line reader, with a fresh deadline for every step."""
+    """One connection's line reader, with one deadline for the whole conversation."""
 
-    def __init__(self, sock: socket.socket, timeout: float, where: str) -> None:
+    def __init__(self, sock: socket.socket, timeout: float, where: str, deadline: float) -> None:
         self.sock = sock
         self.timeout = timeout
         self.where = where
         self.buffer = b""
-        self.deadline = 0.0
+        self.deadline = deadline
         self.step = ""
         self.received = 0
 
     def begin(self, step: str) -> None:
+        """Name the step for the error messages; the deadline stays the conversation's."""
         self.step = step
-        self.deadline = time.monotonic() + self.timeout
 
     def _fill(self) -> None:
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise ManagementError(
-                "timeout", f"{self.where}: no complete answer to {self.step} within {self.timeout:g}s"
+                "timeout", f"{self.where}: no complete answer by {self.step} within {self.timeout:g}s"
             )
         self.sock.settimeout(remaining)
         try:
             chunk = self.sock.recv(_RECV)
         except TimeoutError:
             raise ManagementError(
-                "timeout", f"{self.where}: no complete answer to {self.step} within {self.timeout:g}s"
+                "timeout", f"{self.where}: no complete answer by {self.step} within {self.timeout:g}s"
             ) from None
         except OSError as exc:
             raise ManagementError("closed", f"{self.where}: connection lost during {self.step}: {exc}") from None
@@ -171,7 +173,6 @@ class ManagementSource(KeptSnapshot):
         self.timeout = timeout
         self._kind, self._address = parse_target(target)
         self._lock = threading.Lock()
-        self._logged_reason = ""
 
     def close(self) -> None:
         """Nothing is held open between refreshes."""
@@ -182,12 +183,12 @@ class ManagementSource(KeptSnapshot):
                 snapshot = self._ask()
             except ManagementError as failure:
                 self._errors.add(failure.reason)
-                self._log(failure.reason, failure.message)
+                self._log_transition(failure.reason, failure.message)
                 return self._reading(available=False, error=failure.message)
             if snapshot != self._snapshot:
                 self._keep(snapshot)
             self._fallback_update = time.time()
-            self._log("", "")
+            self._log_transition("", "")
             return self._reading(available=True, error="")
 
     def _password(self) -> str:
@@ -204,13 +205,13 @@ class ManagementSource(KeptSnapshot):
         # OpenVPN takes the first line of its own password file: do the same.
         return text.splitlines()[0] if text else ""
 
-    def _connect(self) -> socket.socket:
+    def _connect(self, deadline: float) -> socket.socket:
         family = socket.AF_UNIX if self._kind == "unix" else socket.AF_INET
         if self._kind == "tcp":
             assert isinstance(self._address, tuple)
             family = socket.AF_INET6 if ":" in self._address[0] else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
         try:
             sock.connect(self._address)
         except TimeoutError:
@@ -232,9 +233,10 @@ class ManagementSource(KeptSnapshot):
         return sock
 
     def _ask(self) -> Snapshot:
-        sock = self._connect()
+        deadline = time.monotonic() + self.timeout
+        sock = self._connect(deadline)
         try:
-            talk = _Conversation(sock, self.timeout, self.target)
+            talk = _Conversation(sock, self.timeout, self.target, deadline)
             talk.begin("the greeting")
             if talk.greeting():
                 talk.begin("the password")
@@ -271,13 +273,3 @@ class ManagementSource(KeptSnapshot):
         if version and not snapshot.version:
             snapshot = dataclasses.replace(snapshot, version=version)
         return snapshot
-
-    def _log(self, reason: str, message: str) -> None:
-        """One line per change of state, not one per scrape."""
-        if reason == self._logged_reason:
-            return
-        if reason:
-            log.warning("source %s: %s", self.name, message)
-        else:
-            log.info("source %s: %s answers again", self.name, self.target)
-        self._logged_reason = reason

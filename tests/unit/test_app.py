@@ -173,7 +173,13 @@ def test_gzip_when_the_scraper_accepts_it(tmp_path: Path) -> None:
         f"\t1762202403\tUNDEF\t{i + 10}\t{i + 10}\tAES-256-GCM\n"
         for i in range(200)
     )
-    path.write_text(head + rows + "HEADER\tROUTING_TABLE" + tail)
+    # Each client owns its route, as in every status OpenVPN writes (a file without them reads as torn).
+    routes = "".join(
+        f"ROUTING_TABLE\t10.0.1.{i % 250}\tc{i}\t10.1.0.{i % 250}:{1000 + i}\t2025-11-03 20:40:03\t1762202403\n"
+        for i in range(200)
+    )
+    table_head, table_rest = tail.split("\n", 1)
+    path.write_text(head + rows + "HEADER\tROUTING_TABLE" + table_head + "\n" + routes + table_rest)
     with client_for(f"ovpntcpstatus: {path}\nstale_after: 0\n") as client:
         plain = client.get("/metrics", headers={"Accept-Encoding": "identity"})
         zipped = client.get("/metrics", headers={"Accept-Encoding": "gzip"})
