@@ -198,6 +198,7 @@ def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path
 
     from exporter.app import ExporterApp
     from exporter.heap import fix_mmap_threshold
+    from exporter.serving import KEEP_ALIVE_SECONDS, MAX_CONNECTIONS, BoundedH11Protocol
 
     fix_mmap_threshold()
     exporter = ExporterApp(config, telemetry_path)
@@ -214,6 +215,11 @@ def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path
         lifespan="on",
         timeout_graceful_shutdown=1,
         server_header=False,
+        # Bounded cost per connection: a deadline for each request head and each stalled write, and a
+        # cap on connections, beyond which a request gets a 503 (exporter.serving).
+        http=BoundedH11Protocol,
+        limit_concurrency=MAX_CONNECTIONS,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         **ssl_options,
     )
     server = uvicorn.Server(uv_config)

@@ -138,6 +138,7 @@ class Hub:
             if not _is_glob(source):
                 self._fixed[source.name] = SourceRunner(make_source(config, source))
         self._latest: ServerState | None = None
+        self._closed = threading.Event()
 
     def refresh(self, wait: float = REFRESH_WAIT) -> ServerState:
         """Refresh every source; callers get the same state object back while nothing changed."""
@@ -163,8 +164,10 @@ class Hub:
         started = time.monotonic()
         pending = [(runner, runner.start()) for runner in runners]
         for runner, done in pending:
-            limit = wait if runner.reading is not None else max(wait, FIRST_READING_WAIT)
-            done.wait(max(0.0, started + limit - time.monotonic()))
+            limit = started + (wait if runner.reading is not None else max(wait, FIRST_READING_WAIT))
+            # In slices, so that a closing hub (SIGTERM, reload) lets its waiting scrapes go at once.
+            while not done.is_set() and not self._closed.is_set() and time.monotonic() < limit:
+                done.wait(min(0.05, max(0.0, limit - time.monotonic())))
         return tuple(runner.current() for runner in runners)
 
     @property
@@ -173,6 +176,7 @@ class Hub:
 
     def close(self) -> None:
         """Never waits for a refresh in flight: its daemon thread ends with it, or with the process."""
+        self._closed.set()
         for runner in (*self._fixed.values(), *(r for m in self._globbed.values() for r in m.values())):
             runner.source.close()
 
