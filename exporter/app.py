@@ -253,6 +253,11 @@ class ExporterApp:
             return PlainTextResponse(self.serving_error, status_code=503)
         return PlainTextResponse("OK")
 
+    def stopping(self) -> None:
+        """A stop signal: not ready any more, and scrapes waiting for a refresh answer at once."""
+        self.ready = False
+        self.hub.close()
+
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         # Out of file descriptors, asyncio retries accept() each second: one line per interval, no traceback.

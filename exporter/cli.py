@@ -194,11 +194,10 @@ def _load_web_config(path: str) -> WebConfig | None:
 
 
 def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path: str, web: WebConfig | None) -> int:
-    import uvicorn
 
     from exporter.app import ExporterApp
     from exporter.heap import fix_mmap_threshold
-    from exporter.serving import KEEP_ALIVE_SECONDS, MAX_CONNECTIONS, BoundedH11Protocol
+    from exporter.serving import KEEP_ALIVE_SECONDS, MAX_CONNECTIONS, BoundedH11Protocol, PromptServer
 
     fix_mmap_threshold()
     exporter = ExporterApp(config, telemetry_path)
@@ -222,7 +221,7 @@ def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         **ssl_options,
     )
-    server = uvicorn.Server(uv_config)
+    server = PromptServer(uv_config, on_exit=exporter.stopping)
     scheme = "https" if ssl_options else "http"
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

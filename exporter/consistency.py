@@ -9,7 +9,8 @@ with no client. Hence the rule checked here, which every status OpenVPN writes i
 
 1. no client (common name, real address) is listed twice: OpenVPN keys its clients by real address;
 2. every route belongs to a listed client (same common name and real address);
-3. every client with a virtual address (status-version 2 and 3 list it) owns the route of that address.
+3. every client with a virtual address (status-version 2 and 3 list it) owns a route: OpenVPN learns the
+   route of a client's address when the client connects.
 
 Clients still in their TLS handshake have no virtual address and no route yet, and are allowed. Client-mode
 files have no tables and pass. A TAP server routes by MAC address, learnt only once a client sends, so
@@ -36,14 +37,14 @@ def inconsistency(snapshot: Snapshot) -> str:
     known = set(clients)
     if len(known) != len(clients):
         return "a client is listed twice (torn rewrite?)"
-    owner: dict[str, tuple[str, str]] = {}
+    owners: set[tuple[str, str]] = set()
     for address, name, real in zip(routes.virtual_address, routes.common_name, routes.real_address, strict=True):
         if (name, real) not in known:
             return f"route {address[:64]!r} belongs to no listed client (torn rewrite?)"
-        owner[address] = (name, real)
-    if not owner or _MAC.fullmatch(next(iter(owner))):  # one server is all TAP or all TUN
+        owners.add((name, real))
+    if not owners or _MAC.fullmatch(routes.virtual_address[0]):  # one server is all TAP or all TUN
         return ""
     for client, address in zip(clients, sessions.virtual_address, strict=True):
-        if address and owner.get(address) != client:
-            return f"client {client[0][:64]!r} has no route for {address[:64]!r} (torn rewrite?)"
+        if address and client not in owners:
+            return f"client {client[0][:64]!r} at {address[:64]!r} owns no route (torn rewrite?)"
     return ""

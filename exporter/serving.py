@@ -17,9 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import h11
+import uvicorn
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -147,3 +150,16 @@ class LoopErrorLog:
         detail = f": {type(exc).__name__}: {str(exc)[:200]}" if exc is not None else ""
         more = f" ({skipped} more since the last such line)" if skipped else ""
         log.error("%s%s%s", message, detail, more)
+
+
+class PromptServer(uvicorn.Server):
+    """uvicorn's server, telling the app the moment a stop signal arrives: scrapes waiting for a refresh
+    then answer at once with what they have, so the graceful shutdown is not spent waiting for them."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.on_exit()
+        super().handle_exit(sig, frame)
