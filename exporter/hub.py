@@ -140,7 +140,7 @@ class Hub:
         self._latest: ServerState | None = None
         self._closed = threading.Event()
 
-    def refresh(self, wait: float = REFRESH_WAIT) -> ServerState:
+    def refresh(self, wait: float | None = None) -> ServerState:
         """Refresh every source; callers get the same state object back while nothing changed."""
         readings = self.readings(wait)
         state = build_state(self.config.server_name, readings, self._clock(), self.config.stale_after)
@@ -150,7 +150,7 @@ class Hub:
             self._latest = state
             return state
 
-    def readings(self, wait: float = REFRESH_WAIT) -> tuple[Reading, ...]:
+    def readings(self, wait: float | None = None) -> tuple[Reading, ...]:
         """The one place where per-source readings are produced, in config order: every source's refresh
         is started (or joined), then each is waited for until `wait` after the start (FIRST_READING_WAIT
         for a source without any reading yet)."""
@@ -161,6 +161,7 @@ class Hub:
                     runners.extend(self._expand(source_config))
                 else:
                     runners.append(self._fixed[source_config.name])
+        wait = REFRESH_WAIT if wait is None else wait
         started = time.monotonic()
         pending = [(runner, runner.start()) for runner in runners]
         for runner, done in pending:

@@ -115,7 +115,7 @@ class FileSource(KeptSnapshot):
         try:
             if has_long_line(data):
                 raise StatusParseError(
-                    "malformed", f"a line of over {MAX_LINE_BYTES} bytes: not an OpenVPN status file"
+                    "malformed", f"a line of {MAX_LINE_BYTES} bytes or more: not an OpenVPN status file"
                 )
             snapshot = parse_status(data, self._default_protocol, self._snapshot)
             problem = inconsistency(snapshot)
