@@ -118,7 +118,7 @@ class FileSource(KeptSnapshot):
                     "malformed", f"a line of {MAX_LINE_BYTES} bytes or more: not an OpenVPN status file"
                 )
             snapshot = parse_status(data, self._default_protocol, self._snapshot)
-            problem = inconsistency(snapshot)
+            problem = inconsistency(snapshot, self._snapshot)
             if problem:
                 raise StatusParseError("torn", problem)
         except StatusParseError as exc:

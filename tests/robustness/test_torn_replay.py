@@ -10,6 +10,7 @@ hash-table (unsorted) order, in each status version.
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -109,31 +110,52 @@ def session_set(reading_snapshot: object) -> frozenset[tuple[str, str]]:
     return frozenset((s.common_name, s.real_address) for s in sessions)
 
 
+def write_version(path: Path, data: bytes, serial: int) -> None:
+    """Write `data` with an mtime of its own: with the quiet window off, two states written within one
+    tick of the file clock would otherwise share a stat and the second would not be read."""
+    path.write_bytes(data)
+    stamp = 1_700_000_000_000_000_000 + serial * 1_000_000
+    os.utime(path, ns=(stamp, stamp))
+
+
 @pytest.mark.parametrize("version", [1, 2, 3])
 @pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("follow", [False, True], ids=["each-state-alone", "one-source-follows"])
 def test_no_state_of_an_in_place_rewrite_is_served_unless_old_or_new(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: int, seed: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: int, seed: int, follow: bool
 ) -> None:
     # The quiet window is off: the content check alone must reject every mix (a writer can be paused
-    # for longer than any window on a loaded host).
+    # for longer than any window on a loaded host). Each state is read by a new source (the rule with no
+    # previous snapshot), or by one source that read the old file and follows the rewrite to its end.
     monkeypatch.setattr(file_source, "QUIET_SECONDS", 0.0)
     path = tmp_path / "server.status"
-    replayed = rejected = accepted_mixes = 0
+    replayed = rejected = accepted_mixes = serial = 0
     for rx, (before, after) in enumerate(rewrites(seed)):
         old, new = render(version, before, rx), render(version, after, rx + 1)
         expected = {frozenset(client(n)[:2] for n in before), frozenset(client(n)[:2] for n in after)}
-        for state in intermediate_states(old, new):
-            source = FileSource("replay", str(path), "udp", 1 << 20)
-            path.write_bytes(state)
+        source = FileSource("replay", str(path), "udp", 1 << 20)
+        if follow:
+            serial += 1
+            write_version(path, old, serial)
+            assert source.refresh().error == ""
+        for state in [*intermediate_states(old, new), new]:
+            if not follow:
+                source = FileSource("replay", str(path), "udp", 1 << 20)
+            serial += 1
+            write_version(path, state, serial)
             reading = source.refresh()
             replayed += 1
             if reading.error:
                 rejected += 1
-                assert reading.snapshot is None
-                continue
-            assert reading.snapshot is not None
-            assert session_set(reading.snapshot) in expected, state.decode()
-            accepted_mixes += state not in (old, new)
+            else:
+                accepted_mixes += state not in (old, new)
+            if reading.snapshot is not None:  # what is served: this read, or the last complete one
+                assert session_set(reading.snapshot) in expected, state.decode()
+            else:
+                assert not follow and reading.error
+        final = source.refresh()
+        assert final.error == "" and final.snapshot is not None
+        assert session_set(final.snapshot) == frozenset(client(n)[:2] for n in after)
     assert replayed > 100
     assert rejected > 0  # the mixes that change the session set were there to reject
     assert accepted_mixes > 0  # and mixes of unchanged clients with new counters still read
