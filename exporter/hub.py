@@ -166,9 +166,12 @@ class Hub:
         pending = [(runner, runner.start()) for runner in runners]
         for runner, done in pending:
             limit = started + (wait if runner.reading is not None else max(wait, FIRST_READING_WAIT))
-            # In slices, so that a closing hub (SIGTERM, reload) lets its waiting scrapes go at once.
+            # In slices, so that a closing hub (SIGTERM, reload) lets its waiting scrapes go at once, and
+            # so does a source with a reading that waits for its file to settle.
             while not done.is_set() and not self._closed.is_set() and time.monotonic() < limit:
-                done.wait(min(0.05, max(0.0, limit - time.monotonic())))
+                if runner.reading is not None and runner.source.settling:
+                    break
+                done.wait(min(0.01, max(0.0, limit - time.monotonic())))
         return tuple(runner.current() for runner in runners)
 
     @property

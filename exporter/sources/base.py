@@ -50,6 +50,7 @@ class Source(Protocol):
     kind: str
     target: str
     protocol: str
+    settling: bool
 
     def refresh(self) -> Reading: ...
 
@@ -86,6 +87,9 @@ class KeptSnapshot:
         self._errors = ErrorCounter()
         self._fallback_update: float | None = None
         self._logged_reason = ""
+        # True while a refresh waits for the source to settle (a file being rewritten): scrapes then
+        # serve the last reading at once instead of waiting with it.
+        self.settling = False
 
     def crashed(self, exc: BaseException) -> Reading:
         """Whatever a refresh raised beyond the reasons a source knows: that source's error, counted and

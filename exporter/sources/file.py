@@ -89,6 +89,7 @@ class FileSource(KeptSnapshot):
             return self._failing(self._failed[1], count=False)
         deadline = time.monotonic() + MAX_QUIET_WAIT
         busy = _ReadFailure("torn", "status file is still being rewritten")
+        waits = 0
         while True:
             busy_for = QUIET_SECONDS - (time.time_ns() - max(before.st_mtime_ns, before.st_ctime_ns)) / 1e9
             if busy_for > 0:
@@ -96,7 +97,14 @@ class FileSource(KeptSnapshot):
                 pause = min(busy_for, QUIET_SECONDS)
                 if time.monotonic() + pause > deadline:
                     return self._failing(busy, count=True)
-                time.sleep(pause)
+                # A file written once is waited for; one still changing after a wait has a writer that
+                # keeps going, and scrapes take the last reading meanwhile.
+                self.settling = waits > 0
+                waits += 1
+                try:
+                    time.sleep(pause)
+                finally:
+                    self.settling = False
                 now = self._stat()
                 if busy_for <= QUIET_SECONDS or _version(now) != _version(before):
                     before = now
