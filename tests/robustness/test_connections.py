@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from exporter.serving import HEADER_TIMEOUT, MAX_CONNECTIONS
 from tests.support.common import LOOPBACK
@@ -140,3 +141,52 @@ def test_connections_over_the_cap_get_a_clear_refusal(tmp_path: Path) -> None:
         assert response.status_code == 503
         time.sleep(0.5)
         assert process.http.get("/metrics").status_code == 200
+
+
+def test_a_client_that_stops_reading_is_dropped_after_the_write_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+    from exporter import serving
+
+    monkeypatch.setattr(serving, "WRITE_TIMEOUT", 1.0)
+    body = b"x" * (32 << 20)
+
+    async def big(request: Request) -> serving.SharedBodyResponse:
+        return serving.SharedBodyResponse(body)
+
+    app = Starlette(routes=[Route("/big", big)])
+    listener = socket.socket()
+    listener.bind((LOOPBACK, 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, http=serving.BoundedH11Protocol, log_config=None, lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((LOOPBACK, port))
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(3)  # never reading: the server's writes stay paused past the write timeout
+        received = 0
+        sock.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        sock.close()
+        assert received < len(body), "the whole body arrived: the stalled connection was not dropped"
+        with httpx.Client(timeout=10) as client:
+            assert len(client.get(f"http://{LOOPBACK}:{port}/big").content) == len(body)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
