@@ -95,7 +95,10 @@ class SourceRunner:
                 thread = threading.Thread(
                     target=self._run, args=(self._done,), name=f"refresh {self.source.name}", daemon=True
                 )
-                thread.start()
+                try:
+                    thread.start()
+                except RuntimeError:  # no thread to be had (process limits): serve the last reading
+                    self._done.set()
             return self._done
 
     def _run(self, done: threading.Event) -> None:
