@@ -35,6 +35,8 @@ VERSION_PREFIX = "OpenVPN Version: "
 # text, parse). 40 MiB (~135,000 sessions) keeps the peak well under the chart's 256 Mi memory limit.
 MAX_REPLY_BYTES = 40 * 1024 * 1024
 _RECV = 65536
+# OpenVPN's longest line is a few hundred bytes; a reply that is one endless line is refused early.
+MAX_LINE_BYTES = 64 * 1024
 
 
 class ManagementError(Exception):
@@ -68,6 +70,7 @@ class _Conversation:
         self.timeout = timeout
         self.where = where
         self.buffer = b""
+        self.pos = 0  # where the unread part of `buffer` starts: lines are not sliced off one by one
         self.deadline = deadline
         self.step = ""
         self.received = 0
@@ -96,44 +99,51 @@ class _Conversation:
         self.received += len(chunk)
         if self.received > MAX_REPLY_BYTES:
             raise ManagementError("malformed", f"{self.where}: reply to {self.step} is over {MAX_REPLY_BYTES} bytes")
-        self.buffer += chunk
+        # The unread rest and the new chunk: at most a line plus a chunk, whatever the reply's size.
+        self.buffer = self.buffer[self.pos :] + chunk
+        self.pos = 0
+        if len(self.buffer) > MAX_LINE_BYTES + _RECV:
+            raise ManagementError(
+                "malformed", f"{self.where}: a line of over {MAX_LINE_BYTES} bytes in the reply to {self.step}"
+            )
 
     def line(self) -> str:
         while True:
-            end = self.buffer.find(b"\n")
+            end = self.buffer.find(b"\n", self.pos)
             if end >= 0:
-                raw, self.buffer = self.buffer[:end], self.buffer[end + 1 :]
+                raw, self.pos = self.buffer[self.pos : end], end + 1
                 return raw.rstrip(b"\r").decode("utf-8", errors="replace")
             self._fill()
 
     def greeting(self) -> bool:
         """Wait for the greeting; True when OpenVPN asks for the password first (a prompt with no newline)."""
         while True:
-            if self.buffer.startswith(PASSWORD_PROMPT):
-                self.buffer = self.buffer[len(PASSWORD_PROMPT) :]
+            if self.buffer.startswith(PASSWORD_PROMPT, self.pos):
+                self.pos += len(PASSWORD_PROMPT)
                 return True
-            end = self.buffer.find(b"\n")
+            end = self.buffer.find(b"\n", self.pos)
             if end >= 0:
-                first = self.buffer[:end].rstrip(b"\r")
+                first = self.buffer[self.pos : end].rstrip(b"\r")
                 if first.startswith(b">INFO:"):
-                    self.buffer = self.buffer[end + 1 :]
+                    self.pos = end + 1
                     return False
                 if first.startswith(b">"):  # another notification before the greeting: skip it
-                    self.buffer = self.buffer[end + 1 :]
+                    self.pos = end + 1
                     continue
                 raise ManagementError(
                     "malformed", f"{self.where}: not an OpenVPN management interface (greeting {first[:60]!r})"
                 )
-            if len(self.buffer) > 4096:  # neither a prompt nor a line: whatever this is, it is not OpenVPN
+            # Neither a prompt nor a line: whatever this is, it is not OpenVPN.
+            if len(self.buffer) - self.pos > 4096:
                 raise ManagementError("malformed", f"{self.where}: not an OpenVPN management interface")
             self._fill()
 
     def password_answer(self) -> str:
         """The line after a password; OpenVPN 2.6 answers a wrong one only by prompting again (no newline)."""
         while True:
-            if self.buffer.startswith(PASSWORD_PROMPT):
+            if self.buffer.startswith(PASSWORD_PROMPT, self.pos):
                 return PASSWORD_PROMPT.decode()
-            if b"\n" in self.buffer:
+            if self.buffer.find(b"\n", self.pos) >= 0:
                 return self.line()
             self._fill()
 

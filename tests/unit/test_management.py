@@ -387,3 +387,15 @@ def test_any_exception_in_a_source_is_that_sources_error(tmp_path: Path, target:
     assert dict(bad.read_errors) == {"internal": 1}
     assert not nul.available and dict(nul.read_errors) == {"internal": 1}
     assert state.up
+
+
+def test_an_endless_line_is_refused_early(servers: list[ReplayServer], sock_dir: Path) -> None:
+    from exporter.sources import management
+
+    def one_line(command: str, answer: bytes) -> bytes:
+        return b"x" * (4 * management.MAX_LINE_BYTES) if command.startswith("status") else answer
+
+    server = serve(servers, UNIX_CAPTURE, sock_dir / "mgmt.sock", transform=one_line)
+    reading = source(server.address, timeout=5).refresh()
+    assert dict(reading.read_errors) == {"malformed": 1}
+    assert f"a line of over {management.MAX_LINE_BYTES} bytes" in reading.error
