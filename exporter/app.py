@@ -117,6 +117,7 @@ class ExporterApp:
         self.telemetry_path = telemetry_path
         self.ready = False
         self.serving_error = ""  # why the last render failed, for /-/ready; "" while renders succeed
+        self.stopped = False  # a stop signal arrived
         self._trimmed_after: object = None  # the key of the last state whose parse was followed by a trim
         self._config_lock = threading.Lock()
         self._reload_lock = threading.Lock()
@@ -248,7 +249,7 @@ class ExporterApp:
 
     async def readiness(self, request: Request) -> Response:
         if not self.ready:
-            return PlainTextResponse("starting", status_code=503)
+            return PlainTextResponse("stopping" if self.stopped else "starting", status_code=503)
         if self.serving_error:
             return PlainTextResponse(self.serving_error, status_code=503)
         return PlainTextResponse("OK")
@@ -256,6 +257,7 @@ class ExporterApp:
     def stopping(self) -> None:
         """A stop signal: not ready any more, and scrapes waiting for a refresh answer at once."""
         self.ready = False
+        self.stopped = True
         self.hub.close()
 
     @contextlib.asynccontextmanager
