@@ -197,9 +197,16 @@ def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path
 
     from exporter.app import ExporterApp
     from exporter.heap import fix_mmap_threshold
-    from exporter.serving import KEEP_ALIVE_SECONDS, MAX_CONNECTIONS, BoundedH11Protocol, PromptServer
+    from exporter.serving import (
+        KEEP_ALIVE_SECONDS,
+        MAX_CONNECTIONS,
+        BoundedH11Protocol,
+        PromptServer,
+        bound_tls_handshakes,
+    )
 
     fix_mmap_threshold()
+    bound_tls_handshakes()
     exporter = ExporterApp(config, telemetry_path)
     middleware: list[Middleware] = []
     ssl_options: dict[str, Any] = {}

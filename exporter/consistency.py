@@ -59,8 +59,4 @@ def inconsistency(snapshot: Snapshot, previous: Snapshot | None = None) -> str:
 
 def _same_clients(previous: Snapshot, snapshot: Snapshot) -> bool:
     before, now = previous.session_table, snapshot.session_table
-    return (
-        len(before) == len(now)
-        and before.common_name == now.common_name
-        and before.real_address == now.real_address
-    )
+    return len(before) == len(now) and before.common_name == now.common_name and before.real_address == now.real_address

@@ -15,6 +15,7 @@ The number of connections is capped by uvicorn's `limit_concurrency` (a 503 beyo
 from __future__ import annotations
 
 import asyncio
+import asyncio.constants
 import logging
 import time
 from collections.abc import Callable
@@ -37,6 +38,13 @@ WRITE_TIMEOUT = 20.0
 MAX_CONNECTIONS = 512
 KEEP_ALIVE_SECONDS = 5
 ERROR_LOG_INTERVAL = 10.0
+
+
+def bound_tls_handshakes() -> None:
+    """A TLS client gets HEADER_TIMEOUT to finish its handshake, as a plain one gets for its request head,
+    instead of asyncio's 60 s (the request-head deadline starts only once the handshake is done). asyncio
+    reads this constant for each new TLS connection; process-wide, so the command line sets it once."""
+    asyncio.constants.SSL_HANDSHAKE_TIMEOUT = HEADER_TIMEOUT
 
 
 class SharedBodyResponse(Response):
