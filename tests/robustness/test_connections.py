@@ -190,3 +190,30 @@ def test_a_client_that_stops_reading_is_dropped_after_the_write_timeout(monkeypa
         server.should_exit = True
         thread.join(10)
         listener.close()
+
+
+def test_a_tls_client_that_never_finishes_its_handshake_is_closed(tmp_path: Path) -> None:
+    from security.harness import client_context, make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {pki.server.cert}\n  key_file: {pki.server.key}\n")
+    config = tmp_path / "exporter.yaml"
+    config.write_text(status_config(tmp_path, 10))
+    process = ExporterProcess(
+        config,
+        tmp_path / "exporter.log",
+        extra_args=[f"--web.config.file={web}"],
+        scheme="https",
+        client_options={"verify": client_context(pki)},
+    )
+    try:
+        sock = connect(process.port)  # TCP only: no ClientHello ever
+        sock.settimeout(HEADER_TIMEOUT + 10)
+        started = time.monotonic()
+        assert sock.recv(1024) == b""
+        assert time.monotonic() - started < HEADER_TIMEOUT + 5
+        sock.close()
+        assert process.http.get("/-/healthy").status_code == 200
+    finally:
+        process.stop()
