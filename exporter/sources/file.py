@@ -8,7 +8,8 @@ that the test replays:
 - a quiet window: the file is read only once it has not been modified (mtime and ctime, in ns) for
   QUIET_SECONDS, and the read counts only if its stat is the same after it. A rewrite takes far less than
   that, so a read that starts in a quiet moment sees one whole version. A file still being rewritten is
-  waited for, up to MAX_QUIET_WAIT, then the last complete snapshot keeps being served.
+  waited for, up to MAX_QUIET_WAIT; a writer that never pauses that long gets one read whose stat must
+  not move during it, and the content check alone decides; else the last complete snapshot is served.
 - a content check (exporter.consistency): CLIENT_LIST and ROUTING_TABLE must describe the same clients.
 
 Every outcome is remembered per file version (device, inode, size, mtime, ctime): an unchanged file costs
@@ -96,7 +97,14 @@ class FileSource(KeptSnapshot):
                 # A timestamp ahead of the clock (stepped back) says nothing about quiet: watch it instead.
                 pause = min(busy_for, QUIET_SECONDS)
                 if time.monotonic() + pause > deadline:
-                    return self._failing(busy, count=True)
+                    # A writer that never pauses: one read, trusted only if the file's stat did not move
+                    # during it, and then only if its tables agree (which alone rejects every mix that
+                    # changes the session set, see tests/robustness/test_torn_replay.py).
+                    data = self._read()
+                    after = self._stat()
+                    if _version(after) != _version(before) or len(data) != after.st_size:
+                        return self._failing(busy, count=True)
+                    return self._accept(_version(after), data, after, settled=False)
                 # A file written once is waited for; one still changing after a wait has a writer that
                 # keeps going, and scrapes take the last reading meanwhile.
                 self.settling = waits > 0
@@ -116,10 +124,13 @@ class FileSource(KeptSnapshot):
                 if time.monotonic() > deadline:
                     return self._failing(busy, count=True)
                 continue
-            return self._accept(_version(after), data, after)
+            return self._accept(_version(after), data, after, settled=True)
 
-    def _accept(self, key: tuple[int, ...], data: bytes, st: os.stat_result) -> Reading:
-        """A read of one quiet version of the file: keep its snapshot, or remember why it has none."""
+    def _accept(self, key: tuple[int, ...], data: bytes, st: os.stat_result, settled: bool) -> Reading:
+        """A read of one version of the file: keep its snapshot, or say why it has none. Only a settled
+        version (read after a quiet window) is remembered by its stat: the stat of a file still being
+        written can stay the same within one tick of the file clock while its bytes change."""
+        key_or_none = key if settled else None
         try:
             if has_long_line(data):
                 raise StatusParseError(
@@ -130,9 +141,10 @@ class FileSource(KeptSnapshot):
             if problem:
                 raise StatusParseError("torn", problem)
         except StatusParseError as exc:
-            self._failed = (key, _ReadFailure(exc.reason, exc.message))
-            return self._failing(self._failed[1], count=True)
-        self._key, self._failed = key, None
+            failure = _ReadFailure(exc.reason, exc.message)
+            self._failed = (key, failure) if key_or_none is not None else None
+            return self._failing(failure, count=True)
+        self._key, self._failed = key_or_none, None
         self._keep(snapshot)
         self._fallback_update = st.st_mtime
         self._log_transition("", "")
