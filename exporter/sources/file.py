@@ -18,7 +18,6 @@ a stat, whether its last read succeeded or failed, so a hostile file is parsed o
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 import time
@@ -27,8 +26,6 @@ from typing import BinaryIO
 from exporter.consistency import inconsistency
 from exporter.parser import StatusParseError, parse_status
 from exporter.sources.base import KeptSnapshot, Reading
-
-log = logging.getLogger("openvpn_exporter")
 
 # File timestamps tick with the kernel's coarse clock (a few ms); a window of several ticks is quiet for sure.
 QUIET_SECONDS = 0.02

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import logging
 import socket
 import threading
 import time
@@ -25,8 +24,6 @@ from pathlib import Path
 from exporter.model import Snapshot
 from exporter.parser import StatusParseError, parse_status
 from exporter.sources.base import KeptSnapshot, Reading
-
-log = logging.getLogger("openvpn_exporter")
 
 PASSWORD_PROMPT = b"ENTER PASSWORD:"
 PASSWORD_OK = "SUCCESS: password is correct"  # noqa: S105 (the protocol's reply, not a secret)
