@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
 import logging
@@ -32,6 +33,7 @@ from exporter.reload import Reloader
 from exporter.sources.base import Reading
 from exporter.state import ServerState
 from exporter.views.churnmetrics import ChurnCollector
+from exporter.serving import LoopErrorLog, SharedBodyResponse, accepts_gzip
 from exporter.views.metrics import MetricsView
 from exporter.views.pages import STYLESHEET_PATH, render_landing, render_sessions_page
 from exporter.views.selfmetrics import ExporterCollector
@@ -119,6 +121,8 @@ class ExporterApp:
     def __init__(self, config: Config, telemetry_path: str = "/metrics") -> None:
         self.telemetry_path = telemetry_path
         self.ready = False
+        self.serving_error = ""  # why the last render failed, for /-/ready; "" while renders succeed
+        self.stopped = False  # a stop signal arrived
         self._trimmed_after: object = None  # the key of the last state whose parse was followed by a trim
         self._config_lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
@@ -167,6 +171,19 @@ class ExporterApp:
         return self.reloader.reload("POST /-/reload")
 
     def _rendered(self, view: str, want_gzip: bool) -> tuple[bytes, bool]:
+        """A view's body; a failure here is the exporter's own (a source's is in its reading), and
+        readiness reports it until a render succeeds again."""
+        try:
+            rendered = self._render(view, want_gzip)
+        except Exception as exc:
+            if not self.serving_error:
+                log.error("cannot render %s: %s: %s", view, type(exc).__name__, str(exc)[:200])
+            self.serving_error = f"cannot render {view}: {type(exc).__name__}"
+            raise
+        self.serving_error = ""
+        return rendered
+
+    def _render(self, view: str, want_gzip: bool) -> tuple[bytes, bool]:
         hub, caches = self.hub, self._caches
         state = hub.refresh()
         large_parse = False
@@ -180,13 +197,13 @@ class ExporterApp:
 
     async def _view(self, request: Request, view: str, media_type: str, headers: dict[str, str]) -> Response:
         started = time.perf_counter()
-        want_gzip = "gzip" in request.headers.get("accept-encoding", "")
+        want_gzip = accepts_gzip(request.headers.get("accept-encoding", ""))
         body, gzipped = await run_in_threadpool(self._rendered, view, want_gzip)
         if gzipped:
             headers = {**headers, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
         self.scrape_seconds.labels(request.url.path).observe(time.perf_counter() - started)
         self.requests.labels(request.url.path, "200").inc()
-        return Response(body, media_type=media_type, headers=headers)
+        return SharedBodyResponse(body, media_type=media_type, headers=headers)
 
     async def metrics(self, request: Request) -> Response:
         return await self._view(request, "metrics", PROMETHEUS_TEXT, {})
@@ -201,7 +218,7 @@ class ExporterApp:
         body = await run_in_threadpool(self._prom_body)
         self.scrape_seconds.labels("/prom").observe(time.perf_counter() - started)
         self.requests.labels("/prom", "200").inc()
-        return Response(body, media_type=PROMETHEUS_TEXT)
+        return SharedBodyResponse(body, media_type=PROMETHEUS_TEXT)
 
     async def sessions(self, request: Request) -> Response:
         return await self._view(request, "sessions", "application/json", {"Cache-Control": "no-store"})
@@ -239,11 +256,21 @@ class ExporterApp:
 
     async def readiness(self, request: Request) -> Response:
         if not self.ready:
-            return PlainTextResponse("starting", status_code=503)
+            return PlainTextResponse("stopping" if self.stopped else "starting", status_code=503)
+        if self.serving_error:
+            return PlainTextResponse(self.serving_error, status_code=503)
         return PlainTextResponse("OK")
+
+    def stopping(self) -> None:
+        """A stop signal: not ready any more, and scrapes waiting for a refresh answer at once."""
+        self.ready = False
+        self.stopped = True
+        self.hub.close()
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        # Out of file descriptors, asyncio retries accept() each second: one line per interval, no traceback.
+        asyncio.get_running_loop().set_exception_handler(LoopErrorLog())
         # A first refresh at start logs unreadable sources at once and warms the caches.
         await run_in_threadpool(self.hub.refresh)
         self.ready = True

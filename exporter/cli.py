@@ -220,12 +220,19 @@ def _start_reloading(exporter: ExporterApp) -> None:
 
 
 def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path: str, web: WebConfig | None) -> int:
-    import uvicorn
 
     from exporter.app import ExporterApp
     from exporter.heap import fix_mmap_threshold
+    from exporter.serving import (
+        KEEP_ALIVE_SECONDS,
+        MAX_CONNECTIONS,
+        BoundedH11Protocol,
+        PromptServer,
+        bound_tls_handshakes,
+    )
 
     fix_mmap_threshold()
+    bound_tls_handshakes()
     exporter = ExporterApp(config, telemetry_path)
     middleware, ssl_options = _web_layers(exporter, web)
     config_class: type[uvicorn.Config] = uvicorn.Config
@@ -242,9 +249,14 @@ def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path
         lifespan="on",
         timeout_graceful_shutdown=1,
         server_header=False,
+        # Bounded cost per connection: a deadline for each request head and each stalled write, and a
+        # cap on connections, beyond which a request gets a 503 (exporter.serving).
+        http=BoundedH11Protocol,
+        limit_concurrency=MAX_CONNECTIONS,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         **ssl_options,
     )
-    server = uvicorn.Server(uv_config)
+    server = PromptServer(uv_config, on_exit=exporter.stopping)
     scheme = "https" if ssl_options else "http"
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

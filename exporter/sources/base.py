@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from exporter.model import Snapshot
+
+log = logging.getLogger("openvpn_exporter")
+# How much of an unexpected exception's text goes into a reading's error (and the log line).
+MAX_CRASH_TEXT = 200
+# OpenVPN writes TIME from the same clock on the same host; more than this ahead means a clock was stepped.
+FUTURE_SLACK_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +47,14 @@ class Reading:
 
 class Source(Protocol):
     name: str
+    kind: str
+    target: str
+    protocol: str
+    settling: bool
 
     def refresh(self) -> Reading: ...
+
+    def crashed(self, exc: BaseException) -> Reading: ...
 
     def close(self) -> None: ...
 
@@ -72,6 +86,30 @@ class KeptSnapshot:
         self._generation = 0
         self._errors = ErrorCounter()
         self._fallback_update: float | None = None
+        self._logged_reason = ""
+        # True while a refresh waits for the source to settle (a file being rewritten): scrapes then
+        # serve the last reading at once instead of waiting with it.
+        self.settling = False
+
+    def crashed(self, exc: BaseException) -> Reading:
+        """Whatever a refresh raised beyond the reasons a source knows: that source's error, counted and
+        logged like any other, its last complete snapshot kept; never an error for the other sources."""
+        text = str(exc)[:MAX_CRASH_TEXT].replace("\n", " ")
+        message = f"{self.target}: unexpected error reading this source ({type(exc).__name__}: {text})"
+        self._errors.add("internal")
+        self._log_transition("internal", message)
+        return self._reading(available=False, error=message)
+
+    def _log_transition(self, reason: str, message: str) -> None:
+        """One line per change of state, not one per scrape: a warning when a source starts failing (or
+        fails another way), one info line when it reads again."""
+        if reason == self._logged_reason:
+            return
+        if reason:
+            log.warning("source %s: %s", self.name, message)
+        else:
+            log.info("source %s: %s reads again", self.name, self.target)
+        self._logged_reason = reason
 
     def _keep(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
@@ -82,7 +120,10 @@ class KeptSnapshot:
         last_update: float | None = None
         if snapshot is not None:
             epoch = snapshot.updated_epoch
-            last_update = float(epoch) if epoch is not None else self._fallback_update
+            # A TIME ahead of this clock (OpenVPN's clock, or this one, stepped) cannot age: the file's
+            # mtime (a management reply's read time) can, so a writer that stopped goes stale in time.
+            future = epoch is not None and epoch > time.time() + FUTURE_SLACK_SECONDS
+            last_update = float(epoch) if epoch is not None and not future else self._fallback_update
         return Reading(
             name=self.name,
             kind=self.kind,

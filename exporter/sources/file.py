@@ -1,32 +1,38 @@
 """A status file that OpenVPN rewrites in place.
 
 OpenVPN rewrites the file with seek(0), one write() per line and a final truncate, never a rename, so a
-reader can catch it half-written. A read is accepted only when two back-to-back reads agree and the
-parser finds exactly one END as the last line; otherwise it is retried after a short pause, and in the
-end the last complete snapshot keeps being served while the failure is counted.
+reader can catch it half-written, and a mix of new first lines and old last lines that meets on a line
+boundary is well formed. Two rules keep such a mix out, each enough for most cases and together for all
+that the test replays:
 
-An unchanged file (same inode, size, mtime and ctime) is not read at all: a scrape then costs a stat.
+- a quiet window: the file is read only once it has not been modified (mtime and ctime, in ns) for
+  QUIET_SECONDS, and the read counts only if its stat is the same after it. A rewrite takes far less than
+  that, so a read that starts in a quiet moment sees one whole version. A file still being rewritten is
+  waited for, up to MAX_QUIET_WAIT; a writer that never pauses that long gets one read whose stat must
+  not move during it, and the content check alone decides; else the last complete snapshot is served.
+- a content check (exporter.consistency): CLIENT_LIST and ROUTING_TABLE must describe the same clients.
+
+Every outcome is remembered per file version (device, inode, size, mtime, ctime): an unchanged file costs
+a stat, whether its last read succeeded or failed, so a hostile file is parsed once, not on every scrape.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
-import threading
 import time
 from typing import BinaryIO
 
+from exporter.consistency import inconsistency
 from exporter.parser import StatusParseError, parse_status
 from exporter.sources.base import KeptSnapshot, Reading
 
-log = logging.getLogger("openvpn_exporter")
-
-RETRIES = 3
-RETRY_PAUSE = 0.005
-# File timestamps tick with the kernel's coarse clock (a few ms): a file modified this recently may
-# still be changing within the same tick, so its stat key is not trusted for caching yet.
-SETTLE_SECONDS = 0.05
+# File timestamps tick with the kernel's coarse clock (a few ms); a window of several ticks is quiet for sure.
+QUIET_SECONDS = 0.02
+MAX_QUIET_WAIT = 0.5
+# OpenVPN's longest line is a few hundred bytes. A status file whose every window of this many bytes
+# does not hold a newline has a line of at least this length: refused before the parser splits it.
+MAX_LINE_BYTES = 64 * 1024
 
 
 class _ReadFailure(Exception):
@@ -34,6 +40,16 @@ class _ReadFailure(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+def _version(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def has_long_line(data: bytes, bound: int = MAX_LINE_BYTES) -> bool:
+    """True when some aligned window of `bound` bytes holds no newline: a line of `bound` bytes or more.
+    One find per window, not per line: a few hundred calls for a 20 MB file."""
+    return any(data.find(b"\n", start, start + bound) < 0 for start in range(0, len(data) - bound + 1, bound))
 
 
 class FileSource(KeptSnapshot):
@@ -45,60 +61,100 @@ class FileSource(KeptSnapshot):
         # Without a 2.7 prefix, an "auto" source's sessions are UDP: OpenVPN's default `proto`.
         self._default_protocol = protocol if protocol in ("tcp", "udp") else "udp"
         self.max_bytes = max_bytes
-        self._lock = threading.Lock()
-        self._key: tuple[int, ...] | None = None
-        self._error = ""
-        self._last_logged = ""
+        self._key: tuple[int, ...] | None = None  # the version of the file the snapshot came from
+        self._failed: tuple[tuple[int, ...], _ReadFailure] | None = None  # a version that did not parse
 
     def close(self) -> None:
         """Nothing is held open between refreshes."""
 
     def refresh(self) -> Reading:
-        with self._lock:
-            try:
-                return self._refresh()
-            except _ReadFailure as failure:
-                self._errors.add(failure.reason)
-                return self._reading(available=False, error=failure.message)
+        """One refresh at a time: the hub never runs two of one source at once."""
+        try:
+            return self._refresh()
+        except _ReadFailure as failure:
+            self._errors.add(failure.reason)
+            self._log_transition(failure.reason, failure.message)
+            return self._reading(available=False, error=failure.message)
 
     def _refresh(self) -> Reading:
         before = self._stat()
-        key = (before.st_dev, before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns)
+        key = _version(before)
         if key == self._key:
             self._fallback_update = before.st_mtime
+            self._log_transition("", "")
             return self._reading(available=True, error="")
-
-        failure: StatusParseError | None = None
-        for attempt in range(RETRIES):
-            if attempt:
-                time.sleep(RETRY_PAUSE)
+        if self._failed is not None and self._failed[0] == key:
+            return self._failing(self._failed[1], count=False)
+        deadline = time.monotonic() + MAX_QUIET_WAIT
+        busy = _ReadFailure("torn", "status file is still being rewritten")
+        waits = 0
+        while True:
+            busy_for = QUIET_SECONDS - (time.time_ns() - max(before.st_mtime_ns, before.st_ctime_ns)) / 1e9
+            if busy_for > 0:
+                # A timestamp ahead of the clock (stepped back) says nothing about quiet: watch it instead.
+                pause = min(busy_for, QUIET_SECONDS)
+                if time.monotonic() + pause > deadline:
+                    # A writer that never pauses: one read, trusted only if the file's stat did not move
+                    # during it, and then only if its tables agree (which alone rejects every mix that
+                    # changes the session set, see tests/robustness/test_torn_replay.py).
+                    data = self._read()
+                    after = self._stat()
+                    if _version(after) != _version(before) or len(data) != after.st_size:
+                        return self._failing(busy, count=True)
+                    return self._accept(_version(after), data, after, settled=False)
+                # A file written once is waited for; one still changing after a wait has a writer that
+                # keeps going, and scrapes take the last reading meanwhile.
+                self.settling = waits > 0
+                waits += 1
+                try:
+                    time.sleep(pause)
+                finally:
+                    self.settling = False
+                now = self._stat()
+                if busy_for <= QUIET_SECONDS or _version(now) != _version(before):
+                    before = now
+                    continue
             data = self._read()
-            if not self._reads_again(data):
-                failure = StatusParseError("torn", "status file changed while it was read")
-                continue
-            try:
-                snapshot = parse_status(data, self._default_protocol, self._snapshot)
-            except StatusParseError as exc:
-                failure = exc
-                continue
             after = self._stat()
-            settled = (after.st_ino, after.st_size, after.st_mtime_ns) == (
-                before.st_ino,
-                len(data),
-                before.st_mtime_ns,
-            ) and time.time() - after.st_mtime > SETTLE_SECONDS
-            # Only a file that did not move during the read, and is not still within a timestamp tick
-            # of its last write, is trusted to be unchanged when its stat is.
-            self._key = key if settled else None
-            self._keep(snapshot)
-            self._fallback_update = after.st_mtime
-            return self._reading(available=True, error="")
+            if _version(after) != _version(before) or len(data) != after.st_size:
+                before = after  # written to during the read: wait for the next quiet moment
+                if time.monotonic() > deadline:
+                    return self._failing(busy, count=True)
+                continue
+            return self._accept(_version(after), data, after, settled=True)
 
-        assert failure is not None
-        self._errors.add(failure.reason)
-        self._key = None
+    def _accept(self, key: tuple[int, ...], data: bytes, st: os.stat_result, settled: bool) -> Reading:
+        """A read of one version of the file: keep its snapshot, or say why it has none. Only a settled
+        version (read after a quiet window) is remembered by its stat: the stat of a file still being
+        written can stay the same within one tick of the file clock while its bytes change."""
+        key_or_none = key if settled else None
+        try:
+            if has_long_line(data):
+                raise StatusParseError(
+                    "malformed", f"a line of {MAX_LINE_BYTES} bytes or more: not an OpenVPN status file"
+                )
+            snapshot = parse_status(data, self._default_protocol, self._snapshot)
+            problem = inconsistency(snapshot, self._snapshot)
+            if problem:
+                raise StatusParseError("torn", problem)
+        except StatusParseError as exc:
+            failure = _ReadFailure(exc.reason, exc.message)
+            self._failed = (key, failure) if key_or_none is not None else None
+            return self._failing(failure, count=True)
+        self._key, self._failed = key_or_none, None
+        self._keep(snapshot)
+        self._fallback_update = st.st_mtime
+        self._log_transition("", "")
+        return self._reading(available=True, error="")
+
+    def _failing(self, failure: _ReadFailure, count: bool) -> Reading:
+        """The file is there but gave no new snapshot: the last complete one keeps being served."""
+        if count:
+            self._errors.add(failure.reason)
         kept = " (serving the last complete read)" if self._snapshot is not None else ""
-        return self._reading(available=True, error=f"{self.path}: {failure.message}{kept}")
+        message = f"{self.path}: {failure.message}{kept}"
+        self._log_transition(failure.reason, message)
+        return self._reading(available=True, error=message)
 
     def _stat(self) -> os.stat_result:
         try:
@@ -131,11 +187,6 @@ class FileSource(KeptSnapshot):
             raise _ReadFailure("too_large", f"{self.path}: grew over max_file_bytes ({self.max_bytes})")
         return data
 
-    def _reads_again(self, data: bytes) -> bool:
-        """The second read of the double read. A whole second copy compared with one memcmp is faster
-        than any chunked compare; it lives only for the comparison."""
-        return self._read() == data
-
     def _failure(self, exc: OSError, gone: str) -> _ReadFailure:
         """An OSError on the status file, as the reason counted and the line logged; `gone` is what a
         missing file means at that point."""
@@ -156,12 +207,3 @@ class FileSource(KeptSnapshot):
             handle.close()
             raise _ReadFailure("not_regular", f"{self.path}: not a regular file")
         return handle
-
-    def _reading(self, *, available: bool, error: str) -> Reading:
-        if error != self._last_logged:
-            if error:
-                log.warning("source %s: %s", self.name, error)
-            elif self._last_logged:
-                log.info("source %s: %s read again", self.name, self.path)
-            self._last_logged = error
-        return super()._reading(available=available, error=error)

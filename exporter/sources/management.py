@@ -1,9 +1,10 @@
 """The OpenVPN management interface as a source: connect, (authenticate), `version`, `status 3`, `quit`.
 
 OpenVPN serves one management client at a time and makes every other one wait, so the socket is never
-held between refreshes: a refresh connects, asks, says `quit` and closes. Every step (connect, greeting,
-password, each command) has its own deadline of `timeout` seconds, so a server that trickles bytes cannot
-hold a scrape for longer than a few timeouts.
+held between refreshes: a refresh connects, asks, says `quit` and closes. One deadline of `timeout` seconds
+bounds the whole conversation (connect, greeting, password and every command together), so a server that
+answers each step just in time, or trickles bytes, or never stops talking, costs one `timeout` at most; and
+a reply is capped in bytes well under the container's memory limit.
 
 Real-time notifications (lines starting with `>`, e.g. `>CLIENT:ESTABLISHED,...`) can arrive at any
 moment, interleaved with command output: they are skipped. A command's output ends only at a line that is
@@ -15,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import logging
 import socket
 import threading
 import time
@@ -25,14 +25,15 @@ from exporter.model import Snapshot
 from exporter.parser import StatusParseError, parse_status
 from exporter.sources.base import KeptSnapshot, Reading
 
-log = logging.getLogger("openvpn_exporter")
-
 PASSWORD_PROMPT = b"ENTER PASSWORD:"
 PASSWORD_OK = "SUCCESS: password is correct"  # noqa: S105 (the protocol's reply, not a secret)
 VERSION_PREFIX = "OpenVPN Version: "
-# A status 3 reply of 100,000 sessions is ~20 MB; anything far beyond that is not OpenVPN talking.
-MAX_REPLY_BYTES = 256 * 1024 * 1024
+# A status 3 reply of 100,000 sessions is ~30 MB, and its refresh peaks at ~4 times that (lines, joined
+# text, parse). 40 MiB (~135,000 sessions) keeps the peak well under the chart's 256 Mi memory limit.
+MAX_REPLY_BYTES = 40 * 1024 * 1024
 _RECV = 65536
+# OpenVPN's longest line is a few hundred bytes; a reply that is one endless line is refused early.
+MAX_LINE_BYTES = 64 * 1024
 
 
 class ManagementError(Exception):
@@ -59,33 +60,34 @@ def version_from_reply(line: str) -> str:
 
 
 class _Conversation:
-    """One connection's line reader, with a fresh deadline for every step."""
+    """One connection's line reader, with one deadline for the whole conversation."""
 
-    def __init__(self, sock: socket.socket, timeout: float, where: str) -> None:
+    def __init__(self, sock: socket.socket, timeout: float, where: str, deadline: float) -> None:
         self.sock = sock
         self.timeout = timeout
         self.where = where
         self.buffer = b""
-        self.deadline = 0.0
+        self.pos = 0  # where the unread part of `buffer` starts: lines are not sliced off one by one
+        self.deadline = deadline
         self.step = ""
         self.received = 0
 
     def begin(self, step: str) -> None:
+        """Name the step for the error messages; the deadline stays the conversation's."""
         self.step = step
-        self.deadline = time.monotonic() + self.timeout
 
     def _fill(self) -> None:
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise ManagementError(
-                "timeout", f"{self.where}: no complete answer to {self.step} within {self.timeout:g}s"
+                "timeout", f"{self.where}: no complete answer by {self.step} within {self.timeout:g}s"
             )
         self.sock.settimeout(remaining)
         try:
             chunk = self.sock.recv(_RECV)
         except TimeoutError:
             raise ManagementError(
-                "timeout", f"{self.where}: no complete answer to {self.step} within {self.timeout:g}s"
+                "timeout", f"{self.where}: no complete answer by {self.step} within {self.timeout:g}s"
             ) from None
         except OSError as exc:
             raise ManagementError("closed", f"{self.where}: connection lost during {self.step}: {exc}") from None
@@ -94,44 +96,51 @@ class _Conversation:
         self.received += len(chunk)
         if self.received > MAX_REPLY_BYTES:
             raise ManagementError("malformed", f"{self.where}: reply to {self.step} is over {MAX_REPLY_BYTES} bytes")
-        self.buffer += chunk
+        # The unread rest and the new chunk: at most a line plus a chunk, whatever the reply's size.
+        self.buffer = self.buffer[self.pos :] + chunk
+        self.pos = 0
+        if len(self.buffer) > MAX_LINE_BYTES + _RECV:
+            raise ManagementError(
+                "malformed", f"{self.where}: a line of over {MAX_LINE_BYTES} bytes in the reply to {self.step}"
+            )
 
     def line(self) -> str:
         while True:
-            end = self.buffer.find(b"\n")
+            end = self.buffer.find(b"\n", self.pos)
             if end >= 0:
-                raw, self.buffer = self.buffer[:end], self.buffer[end + 1 :]
+                raw, self.pos = self.buffer[self.pos : end], end + 1
                 return raw.rstrip(b"\r").decode("utf-8", errors="replace")
             self._fill()
 
     def greeting(self) -> bool:
         """Wait for the greeting; True when OpenVPN asks for the password first (a prompt with no newline)."""
         while True:
-            if self.buffer.startswith(PASSWORD_PROMPT):
-                self.buffer = self.buffer[len(PASSWORD_PROMPT) :]
+            if self.buffer.startswith(PASSWORD_PROMPT, self.pos):
+                self.pos += len(PASSWORD_PROMPT)
                 return True
-            end = self.buffer.find(b"\n")
+            end = self.buffer.find(b"\n", self.pos)
             if end >= 0:
-                first = self.buffer[:end].rstrip(b"\r")
+                first = self.buffer[self.pos : end].rstrip(b"\r")
                 if first.startswith(b">INFO:"):
-                    self.buffer = self.buffer[end + 1 :]
+                    self.pos = end + 1
                     return False
                 if first.startswith(b">"):  # another notification before the greeting: skip it
-                    self.buffer = self.buffer[end + 1 :]
+                    self.pos = end + 1
                     continue
                 raise ManagementError(
                     "malformed", f"{self.where}: not an OpenVPN management interface (greeting {first[:60]!r})"
                 )
-            if len(self.buffer) > 4096:  # neither a prompt nor a line: whatever this is, it is not OpenVPN
+            # Neither a prompt nor a line: whatever this is, it is not OpenVPN.
+            if len(self.buffer) - self.pos > 4096:
                 raise ManagementError("malformed", f"{self.where}: not an OpenVPN management interface")
             self._fill()
 
     def password_answer(self) -> str:
         """The line after a password; OpenVPN 2.6 answers a wrong one only by prompting again (no newline)."""
         while True:
-            if self.buffer.startswith(PASSWORD_PROMPT):
+            if self.buffer.startswith(PASSWORD_PROMPT, self.pos):
                 return PASSWORD_PROMPT.decode()
-            if b"\n" in self.buffer:
+            if self.buffer.find(b"\n", self.pos) >= 0:
                 return self.line()
             self._fill()
 
@@ -171,7 +180,6 @@ class ManagementSource(KeptSnapshot):
         self.timeout = timeout
         self._kind, self._address = parse_target(target)
         self._lock = threading.Lock()
-        self._logged_reason = ""
 
     def close(self) -> None:
         """Nothing is held open between refreshes."""
@@ -182,12 +190,12 @@ class ManagementSource(KeptSnapshot):
                 snapshot = self._ask()
             except ManagementError as failure:
                 self._errors.add(failure.reason)
-                self._log(failure.reason, failure.message)
+                self._log_transition(failure.reason, failure.message)
                 return self._reading(available=False, error=failure.message)
             if snapshot != self._snapshot:
                 self._keep(snapshot)
             self._fallback_update = time.time()
-            self._log("", "")
+            self._log_transition("", "")
             return self._reading(available=True, error="")
 
     def _password(self) -> str:
@@ -204,13 +212,13 @@ class ManagementSource(KeptSnapshot):
         # OpenVPN takes the first line of its own password file: do the same.
         return text.splitlines()[0] if text else ""
 
-    def _connect(self) -> socket.socket:
+    def _connect(self, deadline: float) -> socket.socket:
         family = socket.AF_UNIX if self._kind == "unix" else socket.AF_INET
         if self._kind == "tcp":
             assert isinstance(self._address, tuple)
             family = socket.AF_INET6 if ":" in self._address[0] else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
         try:
             sock.connect(self._address)
         except TimeoutError:
@@ -232,9 +240,10 @@ class ManagementSource(KeptSnapshot):
         return sock
 
     def _ask(self) -> Snapshot:
-        sock = self._connect()
+        deadline = time.monotonic() + self.timeout
+        sock = self._connect(deadline)
         try:
-            talk = _Conversation(sock, self.timeout, self.target)
+            talk = _Conversation(sock, self.timeout, self.target, deadline)
             talk.begin("the greeting")
             if talk.greeting():
                 talk.begin("the password")
@@ -271,13 +280,3 @@ class ManagementSource(KeptSnapshot):
         if version and not snapshot.version:
             snapshot = dataclasses.replace(snapshot, version=version)
         return snapshot
-
-    def _log(self, reason: str, message: str) -> None:
-        """One line per change of state, not one per scrape."""
-        if reason == self._logged_reason:
-            return
-        if reason:
-            log.warning("source %s: %s", self.name, message)
-        else:
-            log.info("source %s: %s answers again", self.name, self.target)
-        self._logged_reason = reason

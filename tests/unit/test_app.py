@@ -173,7 +173,13 @@ def test_gzip_when_the_scraper_accepts_it(tmp_path: Path) -> None:
         f"\t1762202403\tUNDEF\t{i + 10}\t{i + 10}\tAES-256-GCM\n"
         for i in range(200)
     )
-    path.write_text(head + rows + "HEADER\tROUTING_TABLE" + tail)
+    # Each client owns its route, as in every status OpenVPN writes (a file without them reads as torn).
+    routes = "".join(
+        f"ROUTING_TABLE\t10.0.1.{i % 250}\tc{i}\t10.1.0.{i % 250}:{1000 + i}\t2025-11-03 20:40:03\t1762202403\n"
+        for i in range(200)
+    )
+    table_head, table_rest = tail.split("\n", 1)
+    path.write_text(head + rows + "HEADER\tROUTING_TABLE" + table_head + "\n" + routes + table_rest)
     with client_for(f"ovpntcpstatus: {path}\nstale_after: 0\n") as client:
         plain = client.get("/metrics", headers={"Accept-Encoding": "identity"})
         zipped = client.get("/metrics", headers={"Accept-Encoding": "gzip"})
@@ -241,3 +247,66 @@ def test_gzip_body_is_really_gzip(tmp_path: Path) -> None:
     body, zipped = cache.get(state, want_gzip=True)
     plain, _ = cache.get(state, want_gzip=False)
     assert zipped is False or gzip.decompress(body) == plain
+
+
+@pytest.mark.parametrize(
+    ("header", "gzip_ok"),
+    [
+        ("gzip", True),
+        ("gzip, deflate, br", True),
+        ("gzip;q=0", False),
+        ("gzip; q=0.0, identity", False),
+        ("deflate, gzip;q=0.5", True),
+        ("*", True),
+        ("*;q=0", False),
+        ("*, gzip;q=0", False),
+        ("identity", False),
+        ("gzip;q=nan", False),
+        ("gzip;q=bogus", False),
+        ("", False),
+    ],
+)
+def test_accept_encoding_q_values(header: str, gzip_ok: bool) -> None:
+    from exporter.serving import accepts_gzip
+
+    assert accepts_gzip(header) is gzip_ok
+
+
+def test_gzip_refused_by_q_zero_is_not_sent(tmp_path: Path) -> None:
+    with client_for(f"ovpnudpstatus: {CAPTURED / 'server-udp-status-v3.log'}\nstale_after: 0\n") as client:
+        response = client.get("/metrics", headers={"Accept-Encoding": "gzip;q=0, identity"})
+    assert response.status_code == 200
+    assert "content-encoding" not in response.headers
+
+
+def test_a_source_that_raises_is_down_and_the_others_still_answer(tmp_path: Path) -> None:
+    # A port out of range raises OverflowError from connect(), which no source expects.
+    config = (
+        f"sources:\n  - name: udp\n    path: {CAPTURED / 'server-udp-status-v3.log'}\n"
+        "  - name: typo\n    management: 127.0.0.1:75050\nstale_after: 0\n"
+    )
+    with client_for(config) as client:
+        for path in ("/metrics", "/sessions", "/static", "/prom"):
+            assert client.get(path).status_code == 200, path
+        prom = client.get("/prom").text
+        assert client.get("/-/ready").status_code == 200
+    assert 'openvpn_exporter_source_up{source="typo"} 0.0' in prom
+    assert 'openvpn_exporter_source_up{source="udp"} 1.0' in prom
+    assert 'openvpn_exporter_read_errors_total{reason="internal",source="typo"}' in prom
+
+
+def test_readiness_says_when_nothing_can_be_served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = ExporterApp(parse_config(f"ovpnudpstatus: {CAPTURED / 'server-udp-status-v3.log'}\nstale_after: 0\n"))
+
+    def broken(state: object) -> bytes:
+        raise RuntimeError("renderer bug")
+
+    with TestClient(app.asgi(), raise_server_exceptions=False) as client:
+        assert client.get("/-/ready").status_code == 200
+        monkeypatch.setattr(app._caches["metrics"], "render", broken)
+        assert client.get("/metrics").status_code == 500
+        ready = client.get("/-/ready")
+        assert ready.status_code == 503 and "cannot render metrics" in ready.text
+        monkeypatch.undo()
+        assert client.get("/metrics").status_code == 200
+        assert client.get("/-/ready").status_code == 200

@@ -121,3 +121,98 @@ def test_freshness_uses_the_time_line_else_the_mtime(tmp_path: Path) -> None:
     shutil.copy(CAPTURED / "server-udp-status-v1.log", v1)
     reading = source(v1).refresh()
     assert reading.last_update == pytest.approx(v1.stat().st_mtime)
+
+
+def test_a_failed_parse_is_remembered_per_file_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from exporter.sources import file as file_module
+
+    path = tmp_path / "udp.status"
+    path.write_text("TITLE\tnot really\nCLIENT_LIST\tgarbage\n")
+    age(path)
+    parses: list[int] = []
+    real_parse = file_module.parse_status
+    monkeypatch.setattr(file_module, "parse_status", lambda *a: parses.append(1) or real_parse(*a))
+    src = source(path)
+    first, second = src.refresh(), src.refresh()
+    assert first.error and second.error == first.error
+    assert len(parses) == 1  # the same bad version is not parsed on every scrape
+    assert sum(n for _, n in second.read_errors) == 1
+    shutil.copy(UDP_V3, path)
+    age(path)
+    assert src.refresh().error == ""
+    assert len(parses) == 2
+
+
+def test_a_line_over_the_bound_is_refused_before_the_parser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from exporter.sources import file as file_module
+
+    path = tmp_path / "udp.status"
+    path.write_bytes(UDP_V3.read_bytes().replace(b"\nEND", b"\n" + b"x" * (3 * file_module.MAX_LINE_BYTES) + b"\nEND"))
+    age(path)
+    monkeypatch.setattr(file_module, "parse_status", lambda *a: pytest.fail("parsed a file with a hostile line"))
+    reading = source(path, max_bytes=1 << 22).refresh()
+    assert "bytes or more" in reading.error
+    assert dict(reading.read_errors) == {"malformed": 1}
+    assert file_module.has_long_line(b"a\n" * 100_000) is False
+
+
+def test_a_time_line_in_the_future_ages_by_the_mtime(tmp_path: Path) -> None:
+    import time
+
+    path = tmp_path / "udp.status"
+    text = UDP_V3.read_text()
+    epoch = next(line.split("\t")[2] for line in text.splitlines() if line.startswith("TIME\t"))
+    future = int(time.time()) + 7 * 86400  # OpenVPN's clock (or ours) stepped back a week
+    path.write_text(text.replace(epoch, str(future), 1))
+    age(path, 600)
+    reading = source(path).refresh()
+    assert reading.error == ""
+    assert reading.last_update == pytest.approx(path.stat().st_mtime)
+    # Written ten minutes ago and never again: stale under a 5-minute bound, not up for good.
+    assert not reading.is_fresh(time.time(), 300)
+
+
+def test_a_file_rewritten_without_pause_is_read_in_bounded_time(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from exporter.sources import file as file_module
+
+    path = tmp_path / "udp.status"
+    shutil.copy(UDP_V3, path)
+    age(path)
+    src = source(path)
+    good = src.refresh()
+    # A writer in a process of its own (no interpreter lock shared with the reader) that rewrites the same
+    # text in place, line by line, with pauses far shorter than the quiet window.
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys, time\n"
+            "data = open(sys.argv[1], 'rb').read().splitlines(keepends=True)\n"
+            "fd = os.open(sys.argv[1], os.O_WRONLY)\n"
+            "end = time.monotonic() + 30\n"
+            "while time.monotonic() < end:\n"
+            "    os.lseek(fd, 0, 0)\n"
+            "    for line in data: os.write(fd, line)\n"
+            "    time.sleep(0.002)\n",
+            str(path),
+        ]
+    )
+    readings, took = [], 0.0
+    try:
+        time.sleep(0.2)
+        for _ in range(5):
+            started = time.monotonic()
+            readings.append(src.refresh())
+            took = max(took, time.monotonic() - started)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert took < file_module.MAX_QUIET_WAIT + 0.5
+    # The same text each time: a read whose stat did not move is whole; the others give up in time, and
+    # the last complete snapshot is what is served either way.
+    assert all(r.snapshot == good.snapshot for r in readings)
+    assert all(r.error == "" or "still being rewritten" in r.error for r in readings)

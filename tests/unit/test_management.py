@@ -291,3 +291,111 @@ def test_version_from_reply() -> None:
     line = "OpenVPN Version: OpenVPN 2.6.14 x86_64-pc-linux-gnu [SSL (OpenSSL)] [LZO]"
     assert version_from_reply(line) == "2.6.14"
     assert version_from_reply("OpenVPN Version: ") == ""
+
+
+def test_one_timeout_bounds_the_whole_conversation(servers: list[ReplayServer], sock_dir: Path) -> None:
+    # Each answer comes well inside the timeout, but the conversation as a whole would not.
+    def slow(command: str, answer: bytes) -> bytes:
+        time.sleep(0.35)
+        return answer
+
+    server = serve(servers, UNIX_CAPTURE, sock_dir / "mgmt.sock", transform=slow)
+    started = time.monotonic()
+    reading = source(server.address, timeout=0.5).refresh()
+    took = time.monotonic() - started
+    assert dict(reading.read_errors) == {"timeout": 1}
+    assert "within 0.5s" in reading.error
+    assert took < 1.5  # the steps one by one would all have answered, after 1.05 s
+
+
+def test_an_endless_reply_stops_at_the_size_cap(
+    servers: list[ReplayServer], sock_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from exporter.sources import management
+
+    monkeypatch.setattr(management, "MAX_REPLY_BYTES", 256 * 1024)
+    endless = b"CLIENT_LIST\tx\t1.2.3.4:5\t10.8.0.2\t\t1\t1\t2026-01-01 00:00:00\t1\tUNDEF\t0\t0\tAES\r\n" * 20_000
+
+    def flood(command: str, answer: bytes) -> bytes:
+        return endless if command.startswith("status") else answer
+
+    server = serve(servers, UNIX_CAPTURE, sock_dir / "mgmt.sock", transform=flood)
+    reading = source(server.address, timeout=5).refresh()
+    assert dict(reading.read_errors) == {"malformed": 1}
+    assert f"over {256 * 1024} bytes" in reading.error
+
+
+def test_concurrent_refreshes_share_one_conversation_and_a_slow_source_delays_no_other(
+    servers: list[ReplayServer], sock_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    import threading
+
+    from exporter import hub as hub_module
+    from tests.support.common import CAPTURED
+
+    monkeypatch.setattr(hub_module, "REFRESH_WAIT", 0.2)
+    server = serve(servers, UNIX_CAPTURE, sock_dir / "mgmt.sock", silent=True)
+    status = tmp_path / "udp.status"
+    shutil.copy(CAPTURED / "server-udp-status-v3.log", status)
+    config = parse_config(
+        f"sources:\n  - name: file\n    path: {status}\n  - name: mgmt\n    management: {server.address}\n"
+        "    timeout: 2s\nstale_after: 0\n"
+    )
+    hub = Hub(config)
+    first = hub.refresh()  # waits for the first reading of each: the silent one times out after 2 s
+    assert [r.available for r in first.readings] == [True, False]
+    results: list[float] = []
+
+    def scrape() -> None:
+        started = time.monotonic()
+        state = hub.refresh()
+        assert state.readings[0].available and state.readings[0].snapshot is not None
+        results.append(time.monotonic() - started)
+
+    threads = [threading.Thread(target=scrape) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Each scrape waited only the short wait, with the file's data, while one conversation ran for all.
+    assert len(results) == 4 and max(results) < 1.2
+    time.sleep(2.5)
+    assert server.connections == 2  # the first refresh's, then the one the four scrapes shared
+    hub.close()
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["127.0.0.1:75050", "127.0.0.1:99999999999999999999"],  # ports out of range: OverflowError, not OSError
+)
+def test_any_exception_in_a_source_is_that_sources_error(tmp_path: Path, target: str) -> None:
+    import shutil
+
+    from tests.support.common import CAPTURED
+
+    status = tmp_path / "udp.status"
+    shutil.copy(CAPTURED / "server-udp-status-v3.log", status)
+    config = parse_config(
+        f"sources:\n  - name: file\n    path: {status}\n  - name: bad\n    management: '{target}'\n"
+        f'  - name: nul\n    path: "{tmp_path}/a\\0b"\nstale_after: 0\n'
+    )
+    state = Hub(config).refresh()
+    good, bad, nul = state.readings
+    assert good.available and good.error == ""
+    assert not bad.available and "unexpected error" in bad.error
+    assert dict(bad.read_errors) == {"internal": 1}
+    assert not nul.available and dict(nul.read_errors) == {"internal": 1}
+    assert state.up
+
+
+def test_an_endless_line_is_refused_early(servers: list[ReplayServer], sock_dir: Path) -> None:
+    from exporter.sources import management
+
+    def one_line(command: str, answer: bytes) -> bytes:
+        return b"x" * (4 * management.MAX_LINE_BYTES) if command.startswith("status") else answer
+
+    server = serve(servers, UNIX_CAPTURE, sock_dir / "mgmt.sock", transform=one_line)
+    reading = source(server.address, timeout=5).refresh()
+    assert dict(reading.read_errors) == {"malformed": 1}
+    assert f"a line of over {management.MAX_LINE_BYTES} bytes" in reading.error
