@@ -30,10 +30,10 @@ from exporter.headers import ResponseHeaders
 from exporter.heap import release_free_heap
 from exporter.hub import Hub
 from exporter.reload import Reloader
+from exporter.serving import LoopErrorLog, SharedBodyResponse, accepts_gzip
 from exporter.sources.base import Reading
 from exporter.state import ServerState
 from exporter.views.churnmetrics import ChurnCollector
-from exporter.serving import LoopErrorLog, SharedBodyResponse, accepts_gzip
 from exporter.views.metrics import MetricsView
 from exporter.views.pages import STYLESHEET_PATH, render_landing, render_sessions_page
 from exporter.views.selfmetrics import ExporterCollector

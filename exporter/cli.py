@@ -220,6 +220,7 @@ def _start_reloading(exporter: ExporterApp) -> None:
 
 
 def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path: str, web: WebConfig | None) -> int:
+    import uvicorn
 
     from exporter.app import ExporterApp
     from exporter.heap import fix_mmap_threshold

@@ -202,7 +202,7 @@ Call with (dict "values" $values "proto" "udp").
 {{- $tls := dict "cert_file" (printf "%s/tls.crt" $dir) "key_file" (printf "%s/tls.key" $dir) "min_version" $w.tls.minVersion }}
 {{- with $w.tls.clientAuthType }}
 {{- $_ := set $tls "client_auth_type" . }}
-{{- if has . (list "VerifyClientCertIfGiven" "RequireAndVerifyClientCert") }}
+{{- if has . (list "RequireAnyClientCert" "VerifyClientCertIfGiven" "RequireAndVerifyClientCert") }}
 {{- $_ := set $tls "client_ca_file" (printf "%s/ca.crt" $dir) }}
 {{- end }}
 {{- end }}

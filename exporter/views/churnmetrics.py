@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 from exporter.churn import DURATION_BUCKETS, ChurnTracker
 from exporter.config import MetricsConfig
 from exporter.sources.base import Reading
-from exporter.views.metrics import wanted
+from exporter.views.columns import wanted
 
 # The readings of the latest refresh and the time it was taken, or None before the first.
 LatestReadings = Callable[[], tuple[Sequence[Reading], float] | None]

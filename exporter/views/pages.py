@@ -12,7 +12,7 @@ from itertools import chain, islice
 
 from exporter.model import HANDSHAKE_CN
 from exporter.state import ServerState
-from exporter.views.columns import live_tables
+from exporter.views.columns import live_tables, protocol_label
 
 STYLESHEET_PATH = "/assets/style.css"
 # A browser table of 100,000 rows is tens of megabytes that nobody scrolls through; /sessions has them all.
@@ -81,7 +81,7 @@ def _page_rows(state: ServerState) -> Iterator[tuple[str, str, str, str, str, st
 
 
 def _row(protocol: str, name: str, host: str, port: str, address: str, since: str, received: int, sent: int) -> str:
-    protocol = protocol or "udp"
+    protocol = protocol_label(protocol)
     status = "CONNECTING" if name == HANDSHAKE_CN else "ESTABLISHED"
     # The CN is the one free-text column: a long one is cut with an ellipsis and shown whole on hover.
     shown = escape(name)
