@@ -17,10 +17,14 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from exporter.config import Config, ConfigError, load_config
-from exporter.webconfig import WebRuntime
 from exporter.yamlfile import MAX_MESSAGE, clip
+
+if TYPE_CHECKING:
+    # Only a server with --web.config.file has one: TLS and bcrypt stay unloaded without it.
+    from exporter.webconfig import WebRuntime
 
 log = logging.getLogger("openvpn_exporter")
 

@@ -35,6 +35,8 @@ TUN_CAUSE = (
 
 # chart/ci files that cannot install on a bare kind cluster, and why. Any other file is installed and tested.
 NOT_ON_KIND: dict[str, str] = {
+    "anchors-values.yaml": "pulls its images through global.imageRegistry (mirror.example.org) and a busybox "
+    "init container, which a cluster without registry access cannot pull",
     "hardened-custom-values.yaml": "pulls registry.example.org images by digest and runs as ServiceAccount "
     "'vpn', which a cluster admin creates",
     "per-protocol-nodeport-values.yaml": "reads its server config from a ConfigMap an admin provides",
@@ -84,10 +86,12 @@ def scenario_values(*, exporter_image: str, openvpn_image: str, server_secret_na
     ovpn_repo, ovpn_tag = split_image(openvpn_image)
     return {
         "openvpn": {
-            "image": {"repository": ovpn_repo, "tag": ovpn_tag, "digest": "", "pullPolicy": "Never"},
+            "image": {"registry": "", "repository": ovpn_repo, "tag": ovpn_tag, "digest": "", "pullPolicy": "Never"},
             "config": {"existingSecret": server_secret_name, "file": SERVER_CONFIG_KEY},
         },
-        "exporter": {"image": {"repository": exp_repo, "tag": exp_tag, "digest": "", "pullPolicy": "Never"}},
+        "exporter": {
+            "image": {"registry": "", "repository": exp_repo, "tag": exp_tag, "digest": "", "pullPolicy": "Never"}
+        },
         "tests": {"enabled": True},
     }
 

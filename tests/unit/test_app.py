@@ -279,11 +279,20 @@ def test_gzip_refused_by_q_zero_is_not_sent(tmp_path: Path) -> None:
     assert "content-encoding" not in response.headers
 
 
-def test_a_source_that_raises_is_down_and_the_others_still_answer(tmp_path: Path) -> None:
-    # A port out of range raises OverflowError from connect(), which no source expects.
+def test_a_source_that_raises_is_down_and_the_others_still_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An error no source expects (a bug, or an OverflowError from a C call): the config checks now refuse
+    # the port typo that once raised one, so the fault is injected where the management source connects.
+    from exporter.sources.management import ManagementSource
+
+    def overflow(self: object, deadline: float) -> object:
+        raise OverflowError("connect(): port must be 0-65535.")
+
+    monkeypatch.setattr(ManagementSource, "_connect", overflow)
     config = (
         f"sources:\n  - name: udp\n    path: {CAPTURED / 'server-udp-status-v3.log'}\n"
-        "  - name: typo\n    management: 127.0.0.1:75050\nstale_after: 0\n"
+        "  - name: typo\n    management: 127.0.0.1:7505\nstale_after: 0\n"
     )
     with client_for(config) as client:
         for path in ("/metrics", "/sessions", "/static", "/prom"):

@@ -370,16 +370,20 @@ def test_concurrent_refreshes_share_one_conversation_and_a_slow_source_delays_no
     ["127.0.0.1:75050", "127.0.0.1:99999999999999999999"],  # ports out of range: OverflowError, not OSError
 )
 def test_any_exception_in_a_source_is_that_sources_error(tmp_path: Path, target: str) -> None:
+    import dataclasses
     import shutil
 
+    from exporter.config import SourceConfig
     from tests.support.common import CAPTURED
 
     status = tmp_path / "udp.status"
     shutil.copy(CAPTURED / "server-udp-status-v3.log", status)
-    config = parse_config(
-        f"sources:\n  - name: file\n    path: {status}\n  - name: bad\n    management: '{target}'\n"
-        f'  - name: nul\n    path: "{tmp_path}/a\\0b"\nstale_after: 0\n'
-    )
+    config = parse_config(f"sources:\n  - name: file\n    path: {status}\nstale_after: 0\n")
+    # The config checks refuse both targets now; built past them, they stand for any error a source does not
+    # expect, which must stay that source's.
+    bad = SourceConfig("bad", "management", target, "auto", "", 5.0)
+    nul = SourceConfig("nul", "file", f"{tmp_path}/a\0b", "auto", "", 5.0)
+    config = dataclasses.replace(config, sources=(*config.sources, bad, nul))
     state = Hub(config).refresh()
     good, bad, nul = state.readings
     assert good.available and good.error == ""
