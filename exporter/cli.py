@@ -17,6 +17,7 @@ from exporter.config import Config, ConfigError, load_config
 from exporter.prepare import DEFAULT_MODE, PrepareError, parse_group, parse_mode, prepare_file
 
 if TYPE_CHECKING:
+    import uvicorn
     from starlette.middleware import Middleware
 
     from exporter.app import ExporterApp
@@ -219,31 +220,18 @@ def _start_reloading(exporter: ExporterApp) -> None:
     exporter.reloader.watch(lambda: exporter.config.config_check_interval)
 
 
-def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path: str, web: WebConfig | None) -> int:
+def _uvicorn_config(app: Any, ssl_options: dict[str, Any], with_web_config: bool) -> uvicorn.Config:
     import uvicorn
 
-    from exporter.app import ExporterApp
-    from exporter.heap import fix_mmap_threshold
-    from exporter.serving import (
-        KEEP_ALIVE_SECONDS,
-        MAX_CONNECTIONS,
-        BoundedH11Protocol,
-        PromptServer,
-        bound_tls_handshakes,
-    )
+    from exporter.serving import KEEP_ALIVE_SECONDS, MAX_CONNECTIONS, BoundedH11Protocol
 
-    fix_mmap_threshold()
-    bound_tls_handshakes()
-    exporter = ExporterApp(config, telemetry_path)
-    middleware, ssl_options = _web_layers(exporter, web)
     config_class: type[uvicorn.Config] = uvicorn.Config
-    if web is not None:
+    if with_web_config:
         from exporter.webconfig import ServerConfig
 
         # uvicorn's Config, with a TLS context that picks up renewed certificate files by itself.
         config_class = ServerConfig
-    app = exporter.asgi(middleware)
-    uv_config = config_class(
+    return config_class(
         app,
         log_config=None,
         access_log=False,
@@ -257,18 +245,23 @@ def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         **ssl_options,
     )
+
+
+def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path: str, web: WebConfig | None) -> int:
+    from exporter.app import ExporterApp
+    from exporter.heap import fix_mmap_threshold
+    from exporter.serving import PromptServer, bound_tls_handshakes
+
+    fix_mmap_threshold()
+    bound_tls_handshakes()
+    exporter = ExporterApp(config, telemetry_path)
+    middleware, ssl_options = _web_layers(exporter, web)
+    uv_config = _uvicorn_config(exporter.asgi(middleware), ssl_options, web is not None)
     server = PromptServer(uv_config, on_exit=exporter.stopping)
     scheme = "https" if ssl_options else "http"
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    log.info(
-        "openvpn-exporter %s listening on %s://%s:%d (config %s)",
-        __version__,
-        scheme,
-        shown,
-        port,
-        config_path,
-    )
+    log.info("openvpn-exporter %s listening on %s://%s:%d (config %s)", __version__, scheme, shown, port, config_path)
     for source in config.sources:
         log.info("source %s: %s %s (protocol %s)", source.name, source.kind, source.target, source.protocol)
 
