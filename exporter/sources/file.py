@@ -8,8 +8,9 @@ that the test replays:
 - a quiet window: the file is read only once it has not been modified (mtime and ctime, in ns) for
   QUIET_SECONDS, and the read counts only if its stat is the same after it. A rewrite takes far less than
   that, so a read that starts in a quiet moment sees one whole version. A file still being rewritten is
-  waited for, up to MAX_QUIET_WAIT; a writer that never pauses that long gets one read whose stat must
-  not move during it, and the content check alone decides; else the last complete snapshot is served.
+  waited for, up to MAX_QUIET_WAIT; a writer that never pauses that long gets a read that its stat or a
+  second, identical read vouches for, and the content check alone decides; else the last complete
+  snapshot is served.
 - a content check (exporter.consistency): CLIENT_LIST and ROUTING_TABLE must describe the same clients.
 
 Every outcome is remembered per file version (device, inode, size, mtime, ctime): an unchanged file costs
@@ -94,14 +95,7 @@ class FileSource(KeptSnapshot):
                 # A timestamp ahead of the clock (stepped back) says nothing about quiet: watch it instead.
                 pause = min(busy_for, QUIET_SECONDS)
                 if time.monotonic() + pause > deadline:
-                    # A writer that never pauses: one read, trusted only if the file's stat did not move
-                    # during it, and then only if its tables agree (which alone rejects every mix that
-                    # changes the session set, see tests/robustness/test_torn_replay.py).
-                    data = self._read()
-                    after = self._stat()
-                    if _version(after) != _version(before) or len(data) != after.st_size:
-                        return self._failing(busy, count=True)
-                    return self._accept(_version(after), data, after, settled=False)
+                    return self._unsettled_read(before, busy)
                 # A file written once is waited for; one still changing after a wait has a writer that
                 # keeps going, and scrapes take the last reading meanwhile.
                 self.settling = waits > 0
@@ -122,6 +116,22 @@ class FileSource(KeptSnapshot):
                     return self._failing(busy, count=True)
                 continue
             return self._accept(_version(after), data, after, settled=True)
+
+    def _unsettled_read(self, before: os.stat_result, busy: _ReadFailure) -> Reading:
+        """A writer that never pauses: a read is trusted if the file's stat did not move during it, or if a
+        second read right after it gives the same bytes, and then only if its tables agree (which alone
+        rejects every mix that changes the session set, see tests/robustness/test_torn_replay.py).
+
+        The second read is what lets the exporter follow such a writer on kernels with fine-grained
+        timestamps (Linux 6.13+ on ext4, xfs, btrfs, tmpfs), where every write after a stat moves mtime:
+        while the writer rewrites a prefix that did not change, the file holds one whole version and two
+        reads agree; while it rewrites lines that changed, they almost never do."""
+        data = self._read()
+        after = self._stat()
+        moved = _version(after) != _version(before) or len(data) != after.st_size
+        if moved and self._read() != data:
+            return self._failing(busy, count=True)
+        return self._accept(_version(after), data, after, settled=False)
 
     def _accept(self, key: tuple[int, ...], data: bytes, st: os.stat_result, settled: bool) -> Reading:
         """A read of one version of the file: keep its snapshot, or say why it has none. Only a settled
