@@ -32,7 +32,9 @@ CHROMIUM_ARGS = [
 CONTRACT_LINKS = {"/metrics", "/prom", "/static", "/sessions", "/sessions_local", "/-/healthy", "/-/ready"}
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an asyncio loop running in the main thread while
+# it is open, and any later test that calls asyncio.run() would find it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         require_or_skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
