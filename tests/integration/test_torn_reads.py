@@ -1,8 +1,9 @@
 """Torn reads: OpenVPN rewrites its status file in place; no scrape may ever show a half-written file.
 
 A writer process rewrites a large status file the way OpenVPN does (seek 0, one write() per line, truncate)
-as fast as it can, alternating between two contents with different session counts, while the test scrapes
-the exporter thousands of times. Needs no root and no OpenVPN: only the exporter.
+in bursts as fast as it can with short pauses between them (see tornwriter), alternating between two
+contents with different session counts, while the test scrapes the exporter thousands of times. Needs no
+root and no OpenVPN: only the exporter.
 """
 
 from __future__ import annotations

@@ -3,6 +3,12 @@
 OpenVPN's status writer (status.c) seeks to 0, issues one write() per line and truncates at the end; it
 never renames. A reader can therefore see a mix of old and new lines, junk after END, or no END at all.
 
+Rewrites come in bursts of BURST without a pause, then one pause of QUIET seconds: OpenVPN rewrites at
+most once a second, and a writer that never pauses can only be served its last complete version (every
+read of it meets a write, and no rule can tell a whole file from a mix that happens to parse). The
+bursts keep the reader racing the writer most of the time; the pauses, three times the exporter's quiet
+window and far shorter than OpenVPN's, are when a new version can be read.
+
 Usage: python tornwriter.py PATH STATUS_VERSION SESSIONS_A SESSIONS_B STOPFILE
 Writes until STOPFILE exists, then prints the number of rewrites.
 """
@@ -12,6 +18,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+
+BURST = 7  # odd: the pauses fall after either content in turn
+QUIET = 0.06
 
 
 def render(version: int, sessions: int, epoch: int) -> list[bytes]:
@@ -95,6 +104,8 @@ def main() -> int:
                 os.write(fd, line)
             os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR))
             rewrites += 1
+            if rewrites % BURST == 0:
+                time.sleep(QUIET)
     finally:
         os.close(fd)
     print(rewrites, flush=True)
