@@ -10,7 +10,8 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.resources import files
+from functools import cache
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.gc_collector import GCCollector
@@ -240,7 +241,7 @@ class ExporterApp:
         )
 
     async def stylesheet(self, request: Request) -> Response:
-        return Response(_STYLESHEET, media_type="text/css; charset=utf-8", headers={"Cache-Control": "max-age=3600"})
+        return Response(_stylesheet(), media_type="text/css; charset=utf-8", headers={"Cache-Control": "max-age=3600"})
 
     async def healthy(self, request: Request) -> Response:
         return PlainTextResponse("OK")
@@ -305,7 +306,11 @@ class ExporterApp:
         return app
 
 
-_STYLESHEET = files("exporter").joinpath("assets/style.css").read_bytes()
+@cache
+def _stylesheet() -> bytes:
+    """Read on the first request for it: a sidecar nobody opens in a browser never holds it, nor loads
+    importlib.resources. The package is installed as files (pip, the image), never zipped."""
+    return (Path(__file__).parent / "assets" / "style.css").read_bytes()
 
 
 def create_app(config: Config, telemetry_path: str = "/metrics") -> Starlette:
