@@ -9,9 +9,9 @@ summed into one series: the contract forbids two samples with one label set, and
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import compress, islice, repeat
-from operator import add, eq, itemgetter
+from operator import add, eq, is_, itemgetter
 
 from exporter.config import MetricsConfig
 from exporter.model import HANDSHAKE_CN
@@ -69,7 +69,8 @@ class ClientLayout:
     once per set of clients instead of once per scrape.
     """
 
-    names: Sequence[str]
+    tokens: tuple[object, ...]  # the tables' name and protocol column tokens (SessionTable.column_token)
+    names: str  # the names joined by newlines (no name holds one: each is a piece of one line)
     protocols: Sequence[str]
     rows: Callable[[Sequence[str]], Sequence[str]]  # a column's values in label order; handshake rows left out
     heads: list[str]  # per series, its escaped label and what follows it up to the value: `label"} `
@@ -77,7 +78,7 @@ class ClientLayout:
     keep: list[bool] | None  # per position in label order, False where it was merged into the one before
 
     def matches(self, names: Sequence[str], protocols: Sequence[str]) -> bool:
-        return _same(self.names, names) and _same(self.protocols, protocols)
+        return len(self.protocols) == len(names) and self.names == "\n".join(names) and _same(self.protocols, protocols)
 
     def values(self, counts: Sequence[str]) -> Sequence[str]:
         """One counter column (decimal text) in label order, summed where sessions share a label."""
@@ -97,7 +98,7 @@ def _same(a: Sequence[str], b: Sequence[str]) -> bool:
     return len(a) == len(b) and all(map(eq, a, b))
 
 
-def client_layout(names: Sequence[str], protocols: Sequence[str]) -> ClientLayout:
+def client_layout(names: Sequence[str], protocols: Sequence[str], tokens: tuple[object, ...] = ()) -> ClientLayout:
     """Sort the sessions by label and find the ones that share one, with C-level loops (map, sorted,
     compress); only sessions that share a label are visited one by one."""
     count = len(names)
@@ -130,7 +131,7 @@ def client_layout(names: Sequence[str], protocols: Sequence[str]) -> ClientLayou
     if "\\" in joined or '"' in joined or "\n" in joined:
         ordered = list(map(escape_label, ordered))
     heads = list(map(add, ordered, repeat(_HEAD_END, len(ordered))))
-    return ClientLayout(names, protocols, _picker(rows), heads, merges, keep)
+    return ClientLayout(tokens, "\n".join(names), protocols, _picker(rows), heads, merges, keep)
 
 
 def _picker(rows: list[int]) -> Callable[[Sequence[str]], list[str]]:
@@ -159,12 +160,19 @@ class MetricsView:
             heads = [escape_label(label) + _HEAD_END for label in ordered]
             return heads, [str(totals[label][0]) for label in ordered], [str(totals[label][1]) for label in ordered]
         tables = live_tables(state)
-        names: Sequence[str] = live_column(tables, "common_name")
-        protocols: Sequence[str] = live_column(tables, "protocol")
+        # Columns the parser shared with the last rendered state: the same clients, known without reading
+        # the names (which the snapshot does not keep, see model.Rebuilt).
+        tokens = tuple(t.column_token(name) for t in tables for name in ("common_name", "protocol"))
         layout = self._layout
-        if layout is None or not layout.matches(names, protocols):
-            layout = self._layout = None  # the old layout is garbage before the new one is built
-            layout = self._layout = client_layout(names, protocols)
+        if layout is None or len(layout.tokens) != len(tokens) or not all(map(is_, layout.tokens, tokens)):
+            names: Sequence[str] = live_column(tables, "common_name")
+            protocols: Sequence[str] = live_column(tables, "protocol")
+            if layout is None or not layout.matches(names, protocols):
+                layout = self._layout = None  # the old layout is garbage before the new one is built
+                layout = client_layout(names, protocols, tokens)
+            else:
+                layout = replace(layout, tokens=tokens)
+            self._layout = layout
         received = layout.values(counter_text(tables, "bytes_received"))
         return layout.heads, received, layout.values(counter_text(tables, "bytes_sent"))
 
