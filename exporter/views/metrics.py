@@ -73,7 +73,9 @@ class ClientLayout:
     names: str  # the names joined by newlines (no name holds one: each is a piece of one line)
     protocols: Sequence[str]
     rows: Callable[[Sequence[str]], Sequence[str]]  # a column's values in label order; handshake rows left out
-    heads: list[str]  # per series, its escaped label and what follows it up to the value: `label"} `
+    # Per series, its escaped label and what follows it up to the value (`label"} `), joined by newlines
+    # (an escaped label holds none): one string kept instead of one per client, split at each render.
+    heads: str
     merges: list[tuple[int, int]]  # (into, from) positions in label order: sessions that share a label
     keep: list[bool] | None  # per position in label order, False where it was merged into the one before
 
@@ -130,7 +132,7 @@ def client_layout(names: Sequence[str], protocols: Sequence[str], tokens: tuple[
     joined = "".join(ordered)
     if "\\" in joined or '"' in joined or "\n" in joined:
         ordered = list(map(escape_label, ordered))
-    heads = list(map(add, ordered, repeat(_HEAD_END, len(ordered))))
+    heads = (_HEAD_END + "\n").join(ordered) + _HEAD_END if ordered else ""
     return ClientLayout(tokens, "\n".join(names), protocols, _picker(rows), heads, merges, keep)
 
 
@@ -174,7 +176,8 @@ class MetricsView:
                 layout = replace(layout, tokens=tokens)
             self._layout = layout
         received = layout.values(counter_text(tables, "bytes_received"))
-        return layout.heads, received, layout.values(counter_text(tables, "bytes_sent"))
+        heads = layout.heads.split("\n") if layout.heads else []
+        return heads, received, layout.values(counter_text(tables, "bytes_sent"))
 
     def render(self, state: ServerState) -> str:
         metrics = self.metrics
