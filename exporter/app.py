@@ -63,14 +63,13 @@ RESERVED_PATHS = frozenset(
 GZIP_MIN_BYTES = 1024
 
 
-# A parse of this many sessions, or a render of this size, leaves megabytes of freed heap (the old
-# snapshot, the transient lists of the parse and render) that glibc keeps mapped unless asked to give it
-# back: about 7 MB after fresh scrapes at 10,000 sessions, 100 MB after a parse at 100,000. Giving it back
-# costs page faults when the next parse takes the memory again: at 10,000 sessions about 4 ms of CPU per
-# fresh /metrics (a tenth), which the leaner snapshot more than paid for. Below these sizes the trim
-# returns too little to matter.
-TRIM_MIN_SESSIONS = 5_000
-TRIM_MIN_BYTES = 1 << 20
+# A parse of this many sessions, or a render of this size, leaves tens of megabytes of freed heap (the
+# old snapshot, the transient lists of the parse and render) that glibc keeps mapped unless asked to give
+# it back: about 100 MB after each parse at 100,000 sessions. Giving it back costs page faults when the
+# next parse takes the memory again: at 10,000 sessions a trim after every fresh scrape returned about
+# 7 MB for 10-15% more CPU per fresh /sessions, so smaller files keep their freed heap for the next parse.
+TRIM_MIN_SESSIONS = 25_000
+TRIM_MIN_BYTES = 8 << 20
 
 
 @dataclass
