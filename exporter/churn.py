@@ -37,11 +37,12 @@ _KEY_SEP = "\x00"  # cannot occur in a status file's fields
 
 @dataclass(frozen=True, slots=True)
 class Baseline:
-    """The sessions of the last diffed snapshot of one source: identity -> row, and the columns behind it.
+    """The sessions of the last diffed snapshot of one source: identity -> row, and the tokens of the
+    columns behind it (SessionTable.column_token).
 
     `table` is kept by reference only: while OpenVPN rewrites only the counters, the parser shares the
-    identity columns with the previous snapshot, so a new snapshot with the same `columns` is known to hold
-    the same sessions without building a key.
+    identity columns with the previous snapshot, so a new snapshot with the same `columns` tokens is known
+    to hold the same sessions without building a key.
     """
 
     table: SessionTable
@@ -57,24 +58,31 @@ class Change:
     ended: tuple[int, ...]
 
 
-def _identity_columns(table: SessionTable) -> tuple[Sequence[str], ...]:
+def _identity_names(table: SessionTable) -> tuple[str, ...]:
     ids: Sequence[str] = table.client_id
     if len(ids) and "" not in ids:
-        return (ids, table.connected_since)
-    return (table.common_name, table.real_address, table.connected_since)
+        return ("client_id", "connected_since")
+    return ("common_name", "real_address", "connected_since")
+
+
+def _tokens(table: SessionTable, names: tuple[str, ...]) -> tuple[object, ...]:
+    """What the identity columns and the names are built from (SessionTable.column_token): the same
+    objects in a snapshot whose parse shared them with the previous one."""
+    return tuple(table.column_token(name) for name in (*names, "common_name"))
 
 
 def baseline_of(table: SessionTable) -> Baseline:
     """Index a table's established sessions by identity, with C-level loops (map, zip, dict)."""
-    columns = _identity_columns(table)
+    names = _identity_names(table)
+    columns: list[Sequence[str]] = [getattr(table, name) for name in names]
     keys: Iterable[str] = columns[0]
     for column in columns[1:]:
         keys = map(add, map(add, keys, _repeat_sep(len(table))), column)
     rows = dict(zip(keys, range(len(table)), strict=False))
-    if HANDSHAKE_CN in table.common_name:
-        names = table.common_name
-        rows = {key: row for key, row in rows.items() if names[row] != HANDSHAKE_CN}
-    return Baseline(table, (*columns, table.common_name), rows)
+    common_names: Sequence[str] = table.common_name
+    if HANDSHAKE_CN in common_names:
+        rows = {key: row for key, row in rows.items() if common_names[row] != HANDSHAKE_CN}
+    return Baseline(table, _tokens(table, names), rows)
 
 
 def _repeat_sep(count: int) -> Sequence[str]:
@@ -83,10 +91,8 @@ def _repeat_sep(count: int) -> Sequence[str]:
 
 def diff(previous: Baseline, table: SessionTable) -> tuple[Baseline, Change]:
     """The new baseline and what changed. Same identity columns (shared by the parser): nothing did."""
-    columns = _identity_columns(table)
-    if len(columns) + 1 == len(previous.columns) and all(
-        a is b for a, b in zip((*columns, table.common_name), previous.columns, strict=True)
-    ):
+    tokens = _tokens(table, _identity_names(table))
+    if len(tokens) == len(previous.columns) and all(a is b for a, b in zip(tokens, previous.columns, strict=True)):
         return Baseline(table, previous.columns, previous.rows), Change((), ())
     current = baseline_of(table)
     started = tuple(sorted(current.rows[key] for key in current.rows.keys() - previous.rows.keys()))

@@ -249,10 +249,10 @@ def _uvicorn_config(app: Any, ssl_options: dict[str, Any], with_web_config: bool
 
 def _serve(config: Config, telemetry_path: str, sock: socket.socket, config_path: str, web: WebConfig | None) -> int:
     from exporter.app import ExporterApp
-    from exporter.heap import fix_mmap_threshold
+    from exporter.heap import tune_heap
     from exporter.serving import PromptServer, bound_tls_handshakes
 
-    fix_mmap_threshold()
+    tune_heap()
     bound_tls_handshakes()
     exporter = ExporterApp(config, telemetry_path)
     middleware, ssl_options = _web_layers(exporter, web)

@@ -101,6 +101,17 @@ class SessionTable:
     def columns(self) -> tuple[tuple[Any, ...], ...]:
         return tuple(getattr(self, name) for name in Session._fields)
 
+    def column_token(self, name: str) -> object:
+        """An object that stands for a column's values: two tables whose tokens for a column are the same
+        object (`is`) hold equal values there. Here the column itself; a lazy table may answer with what it
+        builds the column from, which a table sharing its columns shares too."""
+        return getattr(self, name)
+
+    def count_of(self, name: str, value: object) -> int:
+        """How many rows hold `value` in a column."""
+        column: tuple[Any, ...] = getattr(self, name)
+        return column.count(value)
+
     def counter_text(self, name: CounterName) -> Sequence[str]:
         """A byte counter column as decimal text, what /metrics and the JSON print."""
         counts: tuple[int, ...] = getattr(self, name)
@@ -225,19 +236,44 @@ class LazyRouteTable(RouteTable):
         return self._length
 
 
+class Rebuilt:
+    """A column a lazy table builds again at every read and never keeps, from a compact form that its
+    builder holds (the status text the column comes from, or the values joined by newlines).
+
+    Per-session strings cost about 70 bytes each (object header, pointer); a 100,000-session snapshot
+    kept a dozen such columns, 60 MB, while each is read once per render, and splitting a text again
+    costs a few milliseconds at that size. The builder, shared by the tables that share the column, is
+    the column's token (SessionTable.column_token)."""
+
+    __slots__ = ("_counts", "build")
+
+    def __init__(self, build: Callable[[], Iterable[Any]]) -> None:
+        self.build = build
+        self._counts: dict[object, int] = {}
+
+    def count(self, value: object) -> int:
+        """How many times `value` occurs, kept: the values never change, and /metrics asks at every render."""
+        found = self._counts.get(value)
+        if found is None:
+            found = self._counts[value] = list(self.build()).count(value)
+        return found
+
+
 class LazySessionTable(SessionTable):
     """A session table some of whose columns are built on first use.
 
-    `columns` maps every Session field to its values or to a zero-argument builder of them (`length`
-    values). The parser validates every column when it reads the rows and keeps them as text (one
-    string for all the columns, one per byte counter); a column becomes a tuple when something first
-    reads it: /metrics reads names and protocols, the JSON, the HTML page and the rows the others.
+    `columns` maps every Session field to its values, to a zero-argument builder of them (`length`
+    values), or to a Rebuilt builder, whose column is built at every read and never kept. The parser
+    validates every column when it reads the rows and keeps them as text (one string for all the columns,
+    one per byte counter); a column becomes a tuple when something reads it: /metrics reads names and
+    protocols, the JSON, the HTML page and the rows the others.
     Equality, hash and repr go through the columns, so they are those of the fully built table.
     """
 
-    __slots__ = ("_builders", "_built", "_length", "_texts", "origin")
+    __slots__ = ("_builders", "_built", "_length", "_rebuilt", "_texts", "origin")
     _builders: dict[str, Callable[[], Iterable[Any]]]
     _built: dict[str, tuple[Any, ...]]
+    _rebuilt: dict[str, Rebuilt]
     _length: int
     _texts: Mapping[str, str]
     origin: object
@@ -245,7 +281,7 @@ class LazySessionTable(SessionTable):
     def __init__(
         self,
         length: int,
-        columns: Mapping[str, Iterable[Any] | Callable[[], Iterable[Any]]],
+        columns: Mapping[str, Iterable[Any] | Callable[[], Iterable[Any]] | Rebuilt],
         texts: Mapping[str, str] | None = None,
         origin: object = None,
     ) -> None:
@@ -261,8 +297,12 @@ class LazySessionTable(SessionTable):
                 raise ValueError(f"session table text column {name!r} has the wrong length")
         builders: dict[str, Callable[[], Iterable[Any]]] = {}
         built: dict[str, tuple[Any, ...]] = {}
+        rebuilt: dict[str, Rebuilt] = {}
         for name in Session._fields:
             value = columns[name]
+            if isinstance(value, Rebuilt):
+                rebuilt[name] = value
+                continue
             if callable(value):
                 builders[name] = value
                 continue
@@ -271,11 +311,18 @@ class LazySessionTable(SessionTable):
                 raise ValueError("session table columns differ in length")
         object.__setattr__(self, "_builders", builders)
         object.__setattr__(self, "_built", built)
+        object.__setattr__(self, "_rebuilt", rebuilt)
         object.__setattr__(self, "_length", length)
 
     def _column(self, name: str) -> tuple[Any, ...]:
         values = self._built.get(name)
         if values is not None:
+            return values
+        again = self._rebuilt.get(name)
+        if again is not None:  # built for this reader alone: no lock, nothing kept
+            values = tuple(again.build())
+            if len(values) != self._length:
+                raise ValueError(f"rebuilt session column {name!r} has the wrong length")
             return values
         with _LAZY_LOCK:
             values = self._built.get(name)  # another thread may have built it meanwhile
@@ -290,13 +337,20 @@ class LazySessionTable(SessionTable):
     def __len__(self) -> int:
         return self._length
 
+    def column_token(self, name: str) -> object:
+        return self._rebuilt.get(name) or self._column(name)
+
+    def count_of(self, name: str, value: object) -> int:
+        again = self._rebuilt.get(name)
+        return again.count(value) if again is not None else self._column(name).count(value)
+
     def counter_text(self, name: CounterName) -> Sequence[str]:
         text = self._texts.get(name)
         return text.split("\n") if text is not None else super().counter_text(name)
 
     def sharing(
         self,
-        replaced: Mapping[str, Iterable[Any] | Callable[[], Iterable[Any]]],
+        replaced: Mapping[str, Iterable[Any] | Callable[[], Iterable[Any]] | Rebuilt],
         texts: Mapping[str, str],
         origin: object,
     ) -> LazySessionTable:
@@ -305,10 +359,14 @@ class LazySessionTable(SessionTable):
         What a rewrite that changed only the counters parses to: the columns already built for one scrape
         (host/port splits, times, the views' layouts keyed on them) serve the next one as they are.
         """
-        columns: dict[str, Iterable[Any] | Callable[[], Iterable[Any]]] = dict(replaced)
+        columns: dict[str, Iterable[Any] | Callable[[], Iterable[Any]] | Rebuilt] = dict(replaced)
         with _LAZY_LOCK:  # a column being built now is either built or still a builder, never neither
             for name in Session._fields:
-                if name not in columns:
+                if name in columns:
+                    continue
+                if name in self._rebuilt:
+                    columns[name] = self._rebuilt[name]
+                else:
                     columns[name] = self._built[name] if name in self._built else self._builders[name]
         return LazySessionTable(self._length, columns, texts, origin)
 

@@ -9,7 +9,6 @@ so that no message grows with the input.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -51,6 +50,8 @@ def type_name(value: object) -> str:
 
 def suggest(key: str, known: Iterable[str]) -> str:
     names = sorted(known)
+    import difflib  # only a misspelt key needs it
+
     close = difflib.get_close_matches(key[:100], names, n=1)
     return f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(names)})"
 

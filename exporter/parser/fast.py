@@ -7,7 +7,8 @@ a value the reference would reject or repair. tests/unit/test_parser_differentia
 How it is fast, at 10,000 to 100,000 sessions:
 - No list of lines: the client rows are split chunk by chunk (about 1,000 rows) into their fields with
   C-level str methods, each column joined once into one newline-separated string and validated there.
-- The snapshot keeps that text: a column becomes a tuple when something first reads it (LazySessionTable);
+- The snapshot keeps that text: a column becomes a tuple when something reads it (LazySessionTable), and the
+  columns of per-session strings are split from it again at every read rather than kept (model.Rebuilt);
   /metrics reads names, protocols and the counters, which stay text when the file wrote them as str() would.
 - Routes are only validated (one separator count and one regex scan) and built when first read.
 - A rewrite that changed only the byte counters shares the previous snapshot's other columns, built or not.
@@ -25,9 +26,9 @@ from typing import Any, NamedTuple
 
 from exporter.model import (
     EMPTY_ROUTES,
-    HANDSHAKE_CN,
     LazyRouteTable,
     LazySessionTable,
+    Rebuilt,
     RouteTable,
     SessionTable,
     Snapshot,
@@ -210,10 +211,10 @@ def _client_table(
     # Everything but the counters, in one string: equal to the previous parse's, this text differs from that
     # one only in the counters, and every other column may be shared.
     origin = (layout.header, default_protocol, block.rows, raw.identity)
-    replaced: dict[str, Iterable[Any] | Callable[[], Iterable[Any]]] = dict(counters)
+    replaced: dict[str, Iterable[Any] | Callable[[], Iterable[Any]] | Rebuilt] = dict(counters)
     if virtual is not None:  # from this parse's routes, which may have changed where the rows did not
-        replaced["virtual_address"] = partial(raw.virtual, 0)
-        replaced["virtual_ipv6_address"] = partial(raw.virtual, 1)
+        replaced["virtual_address"] = Rebuilt(partial(raw.virtual, 0))
+        replaced["virtual_ipv6_address"] = Rebuilt(partial(raw.virtual, 1))
     if previous is not None and previous.origin == origin:  # keeps the previous text, this one is dropped
         return previous.sharing(replaced, texts, previous.origin), True
     columns = raw.columns(block.rows)
@@ -293,9 +294,11 @@ def _ints(text: str) -> Iterable[int]:
 class _Raw:
     """A block's client columns other than the counters, as one string, and the columns built from it.
 
-    A LazySessionTable calls these builders under its lock, one column at a time, so each cached split is
-    computed once. Nothing here refers to a table: a table that shares a previous one's builders keeps only
-    this text alive, never the earlier snapshots.
+    The columns of per-session strings (names, addresses, ids, times) are Rebuilt: split from this text, or
+    from a text of derived values (hosts, ports, normalised times) joined once, at every read, and never
+    kept by the table. Columns whose values are few distinct strings (usernames, ciphers, protocols) or
+    numbers are built once and kept. Nothing here refers to a table: a table that shares a previous one's
+    builders keeps only this text alive, never the earlier snapshots.
     """
 
     def __init__(
@@ -311,52 +314,63 @@ class _Raw:
         self.layout = layout
         self.default_protocol = default_protocol
         self.join = join
-        self.memo: dict[str, str] = {}  # one string object per distinct value (UNDEF, ciphers, equal times)
 
     def values(self, i: int) -> list[str]:
         first, last = self.spans[i]
         return self.identity[first:last].split("\n")
 
     def shared(self, i: int) -> list[str]:
+        """One string object per distinct value (UNDEF, ciphers): the kept tuple is then mostly pointers."""
         values = self.values(i)
-        return list(map(self.memo.setdefault, values, values))
+        memo: dict[str, str] = {}
+        return list(map(memo.setdefault, values, values))
+
+    @cached_property
+    def times_text(self) -> str | None:
+        """The Connected Since values normalised and joined, or None when they are so already."""
+        since = self.layout.connected_since
+        assert since is not None  # only asked for when the block has the column
+        column = self.values(since)
+        normalised = _times(column)
+        return None if normalised is column else "\n".join(normalised)
 
     def times(self, i: int) -> list[str]:
-        values = _times(self.values(i))
-        return list(map(self.memo.setdefault, values, values))
+        text = self.times_text
+        return self.values(i) if text is None else text.split("\n")
 
     def ints(self, i: int) -> Iterable[int]:
         return map(int, self.values(i))
 
     def names(self) -> list[str]:
-        found = self.values(self.layout.common_name)
-        if HANDSHAKE_CN in found:  # one string object for every row still in the handshake
-            found = [HANDSHAKE_CN if name == HANDSHAKE_CN else name for name in found]
-        return found
+        return self.values(self.layout.common_name)
 
     @cached_property
-    def addresses(self) -> tuple[list[str], list[str], list[str]]:
+    def addresses(self) -> tuple[tuple[str, ...], str, str]:
+        """(protocols, hosts joined by newlines, ports joined by newlines): no value holds a newline."""
         protocols, hosts, ports = _split_addresses(self.values(self.layout.real_address), self.default_protocol)
-        return list(protocols), list(hosts), list(ports)
+        return tuple(protocols), "\n".join(hosts), "\n".join(ports)
 
     def address_part(self, part: int) -> list[str]:
-        return self.addresses[part]
+        text = self.addresses[part]
+        assert isinstance(text, str)
+        return text.split("\n")
 
     @cached_property
-    def virtual_pair(self) -> tuple[list[str], list[str]]:
+    def virtual_texts(self) -> tuple[str, str]:
         assert self.join is not None  # only status-version 1 asks, and it gives the join
-        return self.join(self.values(self.layout.real_address))
+        v4, v6 = self.join(self.values(self.layout.real_address))
+        return "\n".join(v4), "\n".join(v6)
 
     def virtual(self, family: int) -> list[str]:
-        return self.virtual_pair[family]
+        return self.virtual_texts[family].split("\n")
 
-    def columns(self, count: int) -> dict[str, Iterable[Any] | Callable[[], Iterable[Any]]]:
+    def columns(self, count: int) -> dict[str, Iterable[Any] | Callable[[], Iterable[Any]] | Rebuilt]:
         """Every column but the counters: a builder for each one the block has, blanks for the others."""
         layout, default = self.layout, self.default_protocol
         blank = ("",) * count
 
         def text(i: int | None, build: Callable[[int], Iterable[Any]] = self.values) -> Any:
-            return partial(build, i) if i is not None else blank
+            return Rebuilt(partial(build, i)) if i is not None else blank
 
         first, last = self.spans[layout.real_address]
         # Only an address that starts with "udp" or "tcp" can carry a protocol prefix: without one, every
@@ -367,19 +381,19 @@ class _Raw:
         )
         since_t = layout.connected_since_epoch
         return {
-            "common_name": self.names,
-            "real_address": partial(self.values, layout.real_address),
-            "remote_host": partial(self.address_part, 1),
-            "remote_port": partial(self.address_part, 2),
+            "common_name": Rebuilt(self.names),
+            "real_address": text(layout.real_address),
+            "remote_host": Rebuilt(partial(self.address_part, 1)),
+            "remote_port": Rebuilt(partial(self.address_part, 2)),
             "protocol": self.addresses[0] if prefixed else (default,) * count,
             "virtual_address": text(layout.virtual_address),
             "virtual_ipv6_address": text(layout.virtual_ipv6_address),
             "connected_since": text(layout.connected_since, self.times),
             "connected_since_epoch": partial(self.ints, since_t) if since_t is not None else (None,) * count,
-            "username": text(layout.username, self.shared),
+            "username": partial(self.shared, layout.username) if layout.username is not None else blank,
             "client_id": text(layout.client_id),
             "peer_id": text(layout.peer_id),
-            "cipher": text(layout.cipher, self.shared),
+            "cipher": partial(self.shared, layout.cipher) if layout.cipher is not None else blank,
         }
 
 

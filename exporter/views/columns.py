@@ -54,7 +54,7 @@ def established_rows(names: Sequence[str], metrics: MetricsConfig) -> list[int]:
 
 def established_count(table: SessionTable) -> int:
     """Sessions past the TLS handshake: the ones the session counts count."""
-    return len(table) - table.common_name.count(HANDSHAKE_CN)
+    return len(table) - table.count_of("common_name", HANDSHAKE_CN)
 
 
 def protocol_label(protocol: str) -> str:

@@ -8,10 +8,11 @@ summed into one series: the contract forbids two samples with one label set, and
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import compress, islice, repeat
-from operator import add, eq, itemgetter
+from operator import add, eq, is_, itemgetter
 
 from exporter.config import MetricsConfig
 from exporter.model import HANDSHAKE_CN
@@ -69,24 +70,34 @@ class ClientLayout:
     once per set of clients instead of once per scrape.
     """
 
-    names: Sequence[str]
+    tokens: tuple[object, ...]  # the tables' name and protocol column tokens (SessionTable.column_token)
+    names: str  # the names joined by newlines (no name holds one: each is a piece of one line)
     protocols: Sequence[str]
-    rows: Callable[[Sequence[str]], Sequence[str]]  # a column's values in label order; handshake rows left out
-    heads: list[str]  # per series, its escaped label and what follows it up to the value: `label"} `
+    # The rows in label order, handshake rows left out: machine integers (4 bytes a row, not the 36 of an
+    # int object in a tuple), turned into an itemgetter once per render.
+    order: array[int]
+    # Per series, its escaped label and what follows it up to the value (`label"} `), joined by newlines
+    # (an escaped label holds none): one string kept instead of one per client, split at each render.
+    heads: str
     merges: list[tuple[int, int]]  # (into, from) positions in label order: sessions that share a label
-    keep: list[bool] | None  # per position in label order, False where it was merged into the one before
+    keep: bytearray | None  # per position in label order, 0 where it was merged into the one before
 
     def matches(self, names: Sequence[str], protocols: Sequence[str]) -> bool:
-        return _same(self.names, names) and _same(self.protocols, protocols)
+        return len(self.protocols) == len(names) and self.names == "\n".join(names) and _same(self.protocols, protocols)
 
-    def values(self, counts: Sequence[str]) -> Sequence[str]:
-        """One counter column (decimal text) in label order, summed where sessions share a label."""
-        if not self.merges:
-            return self.rows(counts)
-        values = list(self.rows(counts))
-        for into, from_ in self.merges:
-            values[into] = str(int(values[into]) + int(values[from_]))
-        return values if self.keep is None else list(compress(values, self.keep))
+    def values(self, *columns: Sequence[str]) -> list[Sequence[str]]:
+        """Counter columns (decimal text) in label order, summed where sessions share a label."""
+        pick = _picker(self.order)
+        found: list[Sequence[str]] = []
+        for counts in columns:
+            values = pick(counts)
+            if self.merges:
+                for into, from_ in self.merges:
+                    values[into] = str(int(values[into]) + int(values[from_]))
+                if self.keep is not None:
+                    values = list(compress(values, self.keep))
+            found.append(values)
+        return found
 
 
 def _same(a: Sequence[str], b: Sequence[str]) -> bool:
@@ -97,7 +108,7 @@ def _same(a: Sequence[str], b: Sequence[str]) -> bool:
     return len(a) == len(b) and all(map(eq, a, b))
 
 
-def client_layout(names: Sequence[str], protocols: Sequence[str]) -> ClientLayout:
+def client_layout(names: Sequence[str], protocols: Sequence[str], tokens: tuple[object, ...] = ()) -> ClientLayout:
     """Sort the sessions by label and find the ones that share one, with C-level loops (map, sorted,
     compress); only sessions that share a label are visited one by one."""
     count = len(names)
@@ -114,26 +125,28 @@ def client_layout(names: Sequence[str], protocols: Sequence[str]) -> ClientLayou
     ordered = _picker(rows)(keys)
     del keys
     merges: list[tuple[int, int]] = []
-    keep: list[bool] | None = None
+    keep: bytearray | None = None
     repeats = list(map(eq, islice(ordered, 1, None), ordered))  # repeats[i]: position i + 1 repeats i
     if True in repeats:
-        keep = [True] * len(ordered)
+        keep = bytearray(b"\x01") * len(ordered)
         head = previous = -1
         for position in compress(range(1, len(ordered)), repeats):
             if position != previous + 1:
                 head = position - 1
             merges.append((head, position))
-            keep[position] = False
+            keep[position] = 0
             previous = position
         ordered = list(compress(ordered, keep))
     joined = "".join(ordered)
     if "\\" in joined or '"' in joined or "\n" in joined:
         ordered = list(map(escape_label, ordered))
-    heads = list(map(add, ordered, repeat(_HEAD_END, len(ordered))))
-    return ClientLayout(names, protocols, _picker(rows), heads, merges, keep)
+    heads = (_HEAD_END + "\n").join(ordered) + _HEAD_END if ordered else ""
+    order = array("i", rows)
+    del rows
+    return ClientLayout(tokens, "\n".join(names), protocols, order, heads, merges, keep)
 
 
-def _picker(rows: list[int]) -> Callable[[Sequence[str]], list[str]]:
+def _picker(rows: Sequence[int]) -> Callable[[Sequence[str]], list[str]]:
     """The values at `rows`, in that order. itemgetter picks them all in one C call, several times faster
     than a map over a bound __getitem__ (a Python-level call per row)."""
     if len(rows) > 1:
@@ -159,14 +172,22 @@ class MetricsView:
             heads = [escape_label(label) + _HEAD_END for label in ordered]
             return heads, [str(totals[label][0]) for label in ordered], [str(totals[label][1]) for label in ordered]
         tables = live_tables(state)
-        names: Sequence[str] = live_column(tables, "common_name")
-        protocols: Sequence[str] = live_column(tables, "protocol")
+        # Columns the parser shared with the last rendered state: the same clients, known without reading
+        # the names (which the snapshot does not keep, see model.Rebuilt).
+        tokens = tuple(t.column_token(name) for t in tables for name in ("common_name", "protocol"))
         layout = self._layout
-        if layout is None or not layout.matches(names, protocols):
-            layout = self._layout = None  # the old layout is garbage before the new one is built
-            layout = self._layout = client_layout(names, protocols)
-        received = layout.values(counter_text(tables, "bytes_received"))
-        return layout.heads, received, layout.values(counter_text(tables, "bytes_sent"))
+        if layout is None or len(layout.tokens) != len(tokens) or not all(map(is_, layout.tokens, tokens)):
+            names: Sequence[str] = live_column(tables, "common_name")
+            protocols: Sequence[str] = live_column(tables, "protocol")
+            if layout is None or not layout.matches(names, protocols):
+                layout = self._layout = None  # the old layout is garbage before the new one is built
+                layout = client_layout(names, protocols, tokens)
+            else:
+                layout = replace(layout, tokens=tokens)
+            self._layout = layout
+        received, sent = layout.values(counter_text(tables, "bytes_received"), counter_text(tables, "bytes_sent"))
+        heads = layout.heads.split("\n") if layout.heads else []
+        return heads, received, sent
 
     def render(self, state: ServerState) -> str:
         metrics = self.metrics

@@ -111,7 +111,7 @@ def render_sessions_page(state: ServerState) -> str:
     tables = live_tables(state)
     count = sum(map(len, tables))
     # The headline is ovpn_sessions_total: rows still in the TLS handshake (CN UNDEF) are not sessions yet.
-    connecting = sum(t.common_name.count(HANDSHAKE_CN) for t in tables)
+    connecting = sum(t.count_of("common_name", HANDSHAKE_CN) for t in tables)
     established = count - connecting
     rows = [
         _row(protocol, name, host, port, v4 or v6, since, received, sent)

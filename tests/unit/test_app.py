@@ -164,8 +164,8 @@ def test_prom_has_runtime_exporter_and_openvpn_metrics(spec_client: TestClient) 
     assert len(families) == len(set(families))
 
 
-def test_gzip_when_the_scraper_accepts_it(tmp_path: Path) -> None:
-    path = tmp_path / "many.status"
+def write_many(path: Path) -> None:
+    """A status file of 200 clients: bodies big enough to be gzipped."""
     text = (RECONSTRUCTED / "v3_2.6.15_tcp_single.status").read_text()
     head, tail = text.split("HEADER\tROUTING_TABLE")
     rows = "".join(
@@ -180,6 +180,11 @@ def test_gzip_when_the_scraper_accepts_it(tmp_path: Path) -> None:
     )
     table_head, table_rest = tail.split("\n", 1)
     path.write_text(head + rows + "HEADER\tROUTING_TABLE" + table_head + "\n" + routes + table_rest)
+
+
+def test_gzip_when_the_scraper_accepts_it(tmp_path: Path) -> None:
+    path = tmp_path / "many.status"
+    write_many(path)
     with client_for(f"ovpntcpstatus: {path}\nstale_after: 0\n") as client:
         plain = client.get("/metrics", headers={"Accept-Encoding": "identity"})
         zipped = client.get("/metrics", headers={"Accept-Encoding": "gzip"})
@@ -247,6 +252,25 @@ def test_gzip_body_is_really_gzip(tmp_path: Path) -> None:
     body, zipped = cache.get(state, want_gzip=True)
     plain, _ = cache.get(state, want_gzip=False)
     assert zipped is False or gzip.decompress(body) == plain
+
+
+def test_a_gzip_scrape_keeps_only_the_gzip_body(tmp_path: Path) -> None:
+    """Prometheus asks for gzip: the identity rendering is not kept beside it, and an identity client of
+    the same state still gets the same bytes."""
+    write_many(tmp_path / "many.status")
+    app = ExporterApp(parse_config(f"ovpntcpstatus: {tmp_path / 'many.status'}\nstale_after: 0\n"))
+    cache = app._caches["sessions"]
+    state = app.hub.refresh()
+    plain, zipped = cache.get(state, want_gzip=False)
+    assert zipped is False and len(plain) >= 1024  # big enough to be gzipped
+    body, zipped = cache.get(state, want_gzip=True)
+    assert zipped is True and gzip.decompress(body) == plain
+    assert cache._entry is not None and cache._entry.body is None
+    again, zipped = cache.get(state, want_gzip=False)
+    assert again == plain and zipped is False
+    # Inflated once, then shared by every identity response: a reader that never reads pins no copy.
+    assert cache.get(state, want_gzip=False)[0] is again
+    assert cache.get(state, want_gzip=True) == (body, True)
 
 
 @pytest.mark.parametrize(

@@ -54,12 +54,17 @@ def get(port: int, path: str) -> str:
         return str(response.read().decode())
 
 
-def test_version_comes_from_the_package_metadata() -> None:
-    from importlib.metadata import version
+def test_version_is_the_projects() -> None:
+    import tomllib
+    from pathlib import Path
 
+    from exporter import __version__
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert __version__ == pyproject["project"]["version"]
     result = subprocess.run([*EXPORTER, "--version"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
-    assert result.stdout.strip() == f"openvpn-exporter {version('openvpn-exporter')}"
+    assert result.stdout.strip() == f"openvpn-exporter {__version__}"
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])

@@ -84,7 +84,21 @@ def test_concurrent_first_reads_agree() -> None:
         thread.join()
     assert len(seen) == 8
     assert all(s == seen[0] for s in seen)
-    assert all(a is b for s in seen for a, b in zip(s, seen[0], strict=True))  # built once, shared
+    # Numbers and few-valued strings are built once and shared; hosts and ports are split at every read.
+    assert all(s[2] is seen[0][2] and s[3] is seen[0][3] for s in seen)
+
+
+def test_per_session_strings_are_not_kept_between_reads() -> None:
+    """A snapshot keeps its columns of per-session strings as text: each read builds them again, equal,
+    and the table's token for them stays the same object (what the views compare, at no cost)."""
+    rows = [row(f"client{i}", f"192.0.2.{i % 250}:{1000 + i}", i) for i in range(20)]
+    table = parse_status(status(rows), "udp").session_table
+    for name in ("common_name", "real_address", "remote_host", "remote_port", "virtual_address", "client_id"):
+        first, second = getattr(table, name), getattr(table, name)
+        assert first == second and first is not second, name
+        assert table.column_token(name) is table.column_token(name), name
+    assert table.username is table.username and table.protocol is table.protocol
+    assert table.count_of("common_name", "client3") == 1
 
 
 @pytest.mark.parametrize(

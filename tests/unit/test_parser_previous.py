@@ -51,14 +51,14 @@ def test_new_counters_share_every_other_column(name: str) -> None:
     text = (CAPTURED / name).read_text()
     assert client_fields(text), "the fixture has client rows"
     first = parse_status(text, "udp")
-    built = [getattr(first.session_table, column) for column in SHARED]  # lazily built columns, built now
+    built = [first.session_table.column_token(column) for column in SHARED]  # lazily built columns, built now
     later = rewritten(rewritten(text, 1000, 5), 7, 6)
     second = parse_status(later, "udp", first)
     assert second == parse_status(later, "udp")
     assert second.session_table.bytes_received == tuple(r + 1000 for r in first.session_table.bytes_received)
     assert second.session_table.bytes_sent == tuple(s + 7 for s in first.session_table.bytes_sent)
     for column, values in zip(SHARED, built, strict=True):
-        assert getattr(second.session_table, column) is values, column
+        assert second.session_table.column_token(column) is values, column
 
 
 @pytest.mark.parametrize("column", [1, 2, 3, 4, 7, 8, 9, 10, 11, 12])
@@ -100,13 +100,13 @@ def v1_rewritten(text: str, change: int) -> str:
 
 def test_v1_new_counters_share_the_other_columns_but_not_the_route_join() -> None:
     first = parse_status(V1, "udp")
-    built = {column: getattr(first.session_table, column) for column in SHARED}
+    built = {column: first.session_table.column_token(column) for column in SHARED}
     later = v1_rewritten(V1, 500)
     second = parse_status(later, "udp", first)
     assert second == parse_status(later, "udp")
     assert second.session_table.bytes_received == tuple(r + 500 for r in first.session_table.bytes_received)
     for column in ("common_name", "real_address", "remote_port", "connected_since"):
-        assert getattr(second.session_table, column) is built[column], column
+        assert second.session_table.column_token(column) is built[column], column
     # The virtual addresses come from this parse's routing table: a route that moved moves them too.
     first_v4 = first.session_table.virtual_address[0]
     moved = later.replace(f"\n{first_v4},", "\n10.81.0.99,", 1)
