@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.common import wait_for
-from tests.support.netns import ip_bin
+from tests.support.netns import ip_bin, pid_alive
 
 from .conftest import XSS, LabEnv
 from .lab import MARKER, NS_PREFIX, Client, Server, clean_leftovers
@@ -96,13 +96,15 @@ def test_tunnel_addresses_exist_only_inside_the_lab(lab_env: LabEnv) -> None:
 
 def test_leftovers_of_a_killed_run_are_cleaned(lab_host: None) -> None:
     """What a SIGKILLed run leaves (processes, namespaces, temp dirs) goes; a live run's things stay."""
-    dead = subprocess.Popen(["true"])
-    dead.wait()  # its PID now belongs to no process: it stands for the killed pytest
+    # The killed pytest's PID: pid_max itself, which no process can have (PIDs are below it), so that no
+    # process started meanwhile can reuse it, as the PID of a process that exited could be.
+    dead = int(Path("/proc/sys/kernel/pid_max").read_text())
+    assert not pid_alive(dead)
     mine = os.getpid()
-    leftover_dir = Path(tempfile.gettempdir()) / f"{MARKER}{dead.pid}-v9-leftover"
+    leftover_dir = Path(tempfile.gettempdir()) / f"{MARKER}{dead}-v9-leftover"
     live_dir = Path(tempfile.mkdtemp(prefix=f"{MARKER}{mine}-v9-"))
     leftover_dir.mkdir()
-    ns_dead, ns_live = f"{NS_PREFIX}{dead.pid}v9-lab", f"{NS_PREFIX}{mine}v9-lab"
+    ns_dead, ns_live = f"{NS_PREFIX}{dead}v9-lab", f"{NS_PREFIX}{mine}v9-lab"
     for ns in (ns_dead, ns_live):
         subprocess.run([ip_bin(), "netns", "add", ns], check=True)
     # A sleeper stands in for an orphaned openvpn: what matters is the marker path on its command line.
@@ -111,7 +113,11 @@ def test_leftovers_of_a_killed_run_are_cleaned(lab_host: None) -> None:
     keeper = subprocess.Popen([*sleeper, str(live_dir / "server.conf")])
     try:
         cleaned = clean_leftovers()
-        assert orphan.wait(5) == -9, cleaned
+        try:
+            assert orphan.wait(5) == -9
+        except subprocess.TimeoutExpired:
+            cmdline = Path(f"/proc/{orphan.pid}/cmdline").read_bytes()
+            pytest.fail(f"the orphan {orphan.pid} ({cmdline!r}) was not killed; cleaned: {cleaned}")
         assert keeper.poll() is None
         assert not leftover_dir.exists() and live_dir.exists()
         names = subprocess.run([ip_bin(), "netns", "list"], capture_output=True, text=True, check=True).stdout
