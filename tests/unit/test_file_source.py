@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from exporter.sources.base import Reading
 from exporter.sources.file import FileSource
 from tests.support.common import CAPTURED
 
@@ -26,12 +27,18 @@ def age(path: Path, seconds: float = 10) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - int(seconds * 1e9)))
 
 
-def test_unchanged_file_is_not_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def settled_copy(tmp_path: Path) -> tuple[Path, FileSource, Reading]:
+    """The captured status-version 3 file, copied and aged past the quiet window, its source, and the
+    source's first reading of it."""
     path = tmp_path / "udp.status"
     shutil.copy(UDP_V3, path)
     age(path)
     src = source(path)
-    first = src.refresh()
+    return path, src, src.refresh()
+
+
+def test_unchanged_file_is_not_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, src, first = settled_copy(tmp_path)
     reads = []
     original = src._read
     monkeypatch.setattr(src, "_read", lambda: reads.append(1) or original())
@@ -42,11 +49,7 @@ def test_unchanged_file_is_not_read_again(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_changed_file_is_read_again(tmp_path: Path) -> None:
-    path = tmp_path / "udp.status"
-    shutil.copy(UDP_V3, path)
-    age(path)
-    src = source(path)
-    first = src.refresh()
+    path, src, first = settled_copy(tmp_path)
     path.write_text(UDP_V3.read_text().replace("\t7444\t", "\t9999\t"))
     second = src.refresh()
     assert second.generation == first.generation + 1
@@ -200,11 +203,7 @@ def test_a_writer_that_never_pauses_is_still_followed(tmp_path: Path) -> None:
     a writer keeps writing; two reads that give the same bytes vouch for the version instead."""
     import time
 
-    path = tmp_path / "udp.status"
-    shutil.copy(UDP_V3, path)
-    age(path)
-    src = source(path)
-    good = src.refresh()
+    path, src, good = settled_copy(tmp_path)
     writer = _rewriter(path, 0.0)
     try:
         time.sleep(0.2)
@@ -223,11 +222,7 @@ def test_a_file_rewritten_without_pause_is_read_in_bounded_time(tmp_path: Path) 
 
     from exporter.sources import file as file_module
 
-    path = tmp_path / "udp.status"
-    shutil.copy(UDP_V3, path)
-    age(path)
-    src = source(path)
-    good = src.refresh()
+    path, src, good = settled_copy(tmp_path)
     # Pauses far shorter than the quiet window.
     writer = _rewriter(path, 0.002)
     readings, took = [], 0.0
